@@ -1,0 +1,65 @@
+// Paged KV cache of one conversation: blocks (pages) of B tokens holding every layer's K, V and
+// the block's key min/max summaries (RESA.md step 2). Pages are allocated as the context grows,
+// up to a capacity checked against free memory when the cache is made.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "engine/model_config.h"
+#include "kernels/cpu/attention.h"
+
+namespace resa {
+
+class KvCache {
+ public:
+  // Throws resa::Error(kOutOfMemory) when `capacity_tokens` cannot fit in available memory,
+  // before allocating anything.
+  KvCache(const ModelConfig& config, int block_size, int capacity_tokens);
+
+  int block_size() const { return block_size_; }
+  int capacity() const { return capacity_; }
+  int tokens() const { return tokens_; }  // positions 0 .. tokens()-1 hold valid K/V
+  int num_blocks() const { return (tokens_ + block_size_ - 1) / block_size_; }
+  int num_layers() const { return int(layer_blocks_.size()); }
+
+  // Writes K and V of positions pos0 .. pos0+n-1 of `layer` (k, v: [n][kv_heads][head_dim]) and
+  // recomputes the summaries of every block touched, so a rewrite (rectification) leaves them
+  // exact. pos0 <= tokens() (no holes).
+  void write(int layer, int pos0, int n, const float* k, const float* v);
+  // Called once every layer holds positions < n.
+  void set_tokens(int n);
+  // Forgets positions >= n (regenerate, edit); their pages stay allocated for reuse.
+  void truncate(int n);
+  // Recomputes every summary of every block (the reference implementation's schedule).
+  void rebuild_all_summaries();
+
+  cpu::KvLayerView layer(int l) const;
+  // Bytes of K+V of one token over all layers, and of the pages in use.
+  size_t kv_bytes_per_token() const;
+  size_t bytes_allocated() const;
+  size_t summary_bytes_per_block() const;
+
+  // Reads K or V of one position / kv head, for tests: [head_dim].
+  const float* key(int layer, int pos, int kv_head) const;
+  const float* value(int layer, int pos, int kv_head) const;
+
+ private:
+  void ensure_blocks(int blocks);
+
+  int block_size_;
+  int capacity_;
+  int kv_heads_;
+  int head_dim_;
+  int tokens_ = 0;
+  size_t page_floats_;  // one layer's page
+  std::vector<std::unique_ptr<float[]>> pages_;     // one allocation per block, all layers
+  std::vector<std::vector<float*>> layer_blocks_;  // [layer][block] -> that layer's page
+};
+
+// Bytes of memory available for new allocations (MemAvailable), or 0 when unknown.
+size_t available_memory_bytes();
+
+}  // namespace resa
