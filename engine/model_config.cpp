@@ -145,8 +145,7 @@ const ArchitectureEntry& parse_architecture(const FieldReader& r, std::string& n
   if (const json* archs = r.find("architectures")) {
     if (!archs->is_array() || archs->empty() || !(*archs)[0].is_string()) {
       r.fail(ErrorKind::kCorruptFile,
-             "field 'architectures' must be a non-empty list of class names, got " +
-                 archs->dump());
+             "field 'architectures' must be a non-empty list of class names, got " + archs->dump());
     }
     name = (*archs)[0].get<std::string>();
     for (const auto& a : kArchitectures) {
@@ -214,9 +213,8 @@ void parse_rope(const FieldReader& r, const json& j, const std::string& source, 
     s.factor = rr.required_positive_number("factor");
     s.low_freq_factor = rr.required_positive_number("low_freq_factor");
     s.high_freq_factor = rr.required_positive_number("high_freq_factor");
-    s.original_max_position_embeddings =
-        rr.positive_int("original_max_position_embeddings",
-                        rr.require("original_max_position_embeddings"));
+    s.original_max_position_embeddings = rr.positive_int(
+        "original_max_position_embeddings", rr.require("original_max_position_embeddings"));
     // Llama 3's frequency interpolation divides by (high - low).
     if (!(s.high_freq_factor > s.low_freq_factor)) {
       r.fail(ErrorKind::kCorruptFile, std::string("field '") + key +
@@ -371,7 +369,8 @@ ModelConfig load_model_config(const std::filesystem::path& config_json) {
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    throw Error(ErrorKind::kFileNotFound, path.string() + ": cannot be opened (check its permissions)");
+    throw Error(ErrorKind::kFileNotFound,
+                path.string() + ": cannot be opened (check its permissions)");
   }
   std::ostringstream text;
   text << in.rdbuf();

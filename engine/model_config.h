@@ -15,8 +15,8 @@ enum class RopeScalingKind { kNone, kLinear, kLlama3 };
 struct RopeScaling {
   RopeScalingKind kind = RopeScalingKind::kNone;
   double factor = 1.0;
-  double low_freq_factor = 1.0;                  // llama3 only
-  double high_freq_factor = 4.0;                 // llama3 only
+  double low_freq_factor = 1.0;                 // llama3 only
+  double high_freq_factor = 4.0;                // llama3 only
   int original_max_position_embeddings = 8192;  // llama3 only
 };
 

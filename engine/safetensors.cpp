@@ -105,8 +105,8 @@ TensorInfo parse_tensor(const std::filesystem::path& path, const std::string& na
   }
   uint64_t expected_bytes = 0;
   if (overflow || __builtin_mul_overflow(numel, dtype_size(*dtype), &expected_bytes)) {
-    fail(ErrorKind::kCorruptFile, path, where + " has an impossibly large shape " +
-                                            shape_it->dump());
+    fail(ErrorKind::kCorruptFile, path,
+         where + " has an impossibly large shape " + shape_it->dump());
   }
 
   auto off_it = entry.find("data_offsets");
@@ -365,9 +365,8 @@ const TensorInfo& Checkpoint::get(const std::string& name,
                                   const std::vector<int64_t>& shape) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end()) {
-    throw Error(ErrorKind::kCorruptFile,
-                "tensor '" + name + "' not found in " + source_.string() +
-                    " (does config.json belong to these weights?)");
+    throw Error(ErrorKind::kCorruptFile, "tensor '" + name + "' not found in " + source_.string() +
+                                             " (does config.json belong to these weights?)");
   }
   if (it->second.shape != shape) {
     throw Error(ErrorKind::kShapeMismatch,

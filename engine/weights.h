@@ -23,16 +23,16 @@ struct WeightView {
 };
 
 struct LayerWeights {
-  WeightView attn_norm;         // [1, hidden], f32
-  WeightView wq, wk, wv, wo;    // [heads*hd, hidden], [kv*hd, hidden] x2, [hidden, heads*hd]
-  WeightView bq, bk, bv;        // [1, heads*hd] / [1, kv*hd], f32; empty unless attention_bias
-  WeightView mlp_norm;          // [1, hidden], f32
-  WeightView w_gate, w_up;      // [inter, hidden]
-  WeightView w_down;            // [hidden, inter]
+  WeightView attn_norm;       // [1, hidden], f32
+  WeightView wq, wk, wv, wo;  // [heads*hd, hidden], [kv*hd, hidden] x2, [hidden, heads*hd]
+  WeightView bq, bk, bv;      // [1, heads*hd] / [1, kv*hd], f32; empty unless attention_bias
+  WeightView mlp_norm;        // [1, hidden], f32
+  WeightView w_gate, w_up;    // [inter, hidden]
+  WeightView w_down;          // [hidden, inter]
 };
 
 struct ModelWeights {
-  WeightView embed;       // [vocab, hidden]
+  WeightView embed;  // [vocab, hidden]
   std::vector<LayerWeights> layers;
   WeightView final_norm;  // [1, hidden], f32
   WeightView lm_head;     // [vocab, hidden]; the embedding when tied
