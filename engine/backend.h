@@ -1,15 +1,34 @@
 // The seam between the model and the hardware (DESIGN.md "backends"): a backend implements
 // ops, not models. The CPU backend is the reference and is always built; the CUDA backend
 // implements the same ops on device memory.
+//
+// A backend owns the memory it computes in: activations (Buffer), the weights as it reads them
+// (upload_weights) and the KV cache (make_kv_cache). Every float* an op takes points into
+// memory of that backend (host memory for the CPU, device memory for a GPU). One forward pass
+// is announced by begin_pass(); the ops then know the pass's tokens and positions, which is
+// what lets a GPU backend record a decode step once and replay it (one launch per step).
 #pragma once
 
+#include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "engine/kv_cache.h"
+#include "engine/model_config.h"
+#include "engine/resa.h"
 #include "engine/weights.h"
-#include "kernels/cpu/attention.h"
 
 namespace resa {
+
+// Memory of a backend, freed when the last copy goes.
+struct Buffer {
+  std::shared_ptr<void> mem;
+  size_t bytes = 0;
+  float* f32() const { return static_cast<float*>(mem.get()); }
+  bool empty() const { return !mem; }
+};
 
 class Backend {
  public:
@@ -17,19 +36,67 @@ class Backend {
   virtual std::string name() const = 0;  // "CPU (8 threads)", "NVIDIA H100 80GB HBM3"
   virtual bool is_gpu() const = 0;
 
-  // out[n][hidden] = embedding rows of ids.
-  virtual void embed(const WeightView& table, const int* ids, int n, float* out) = 0;
+  // --- memory
+  virtual Buffer alloc(size_t bytes) = 0;
+  virtual void to_host(const float* src, size_t count, float* dst) = 0;
+  virtual void from_host(const float* src, size_t count, float* dst) = 0;
+  // Waits for the work issued so far (timing); ops may run asynchronously until a to_host().
+  virtual void synchronize() {}
+  // Bytes of device memory this process holds (weights, KV, workspace); 0 on the CPU.
+  virtual size_t device_memory_bytes() const { return 0; }
+  // The weights as the backend reads them. CPU: the same views. CUDA: a device copy (matrices
+  // bf16, norms and biases f32) that lives as long as the backend.
+  virtual ModelWeights upload_weights(const ModelWeights& host) = 0;
+  // A KV cache for `capacity` tokens in this backend's memory. Throws Error(kOutOfMemory) with
+  // the largest context that fits, before allocating, when it cannot fit.
+  virtual std::unique_ptr<KvCache> make_kv_cache(const ModelConfig& c, int block_size,
+                                                 int capacity) = 0;
+
+  // --- one forward pass of tokens[0..n) at positions pos0 .. pos0+n-1, writing into kv.
+  virtual void begin_pass(KvCache& kv, const int* tokens, int n, int pos0) = 0;
+  // A backend that records decode steps (n == 1) replays the one recorded under `key` and
+  // returns true: the whole pass ran. Otherwise returns false and the caller issues the ops
+  // between begin_record and end_record, which may record them.
+  virtual bool replay(KvCache&, const std::string& /*key*/) { return false; }
+  virtual void begin_record(KvCache&, const std::string& /*key*/) {}
+  virtual void end_record(KvCache&) {}
+
+  // --- ops. Rows are the pass's n tokens.
+  // out[n][hidden] = embedding rows of the pass's tokens.
+  virtual void embed(const WeightView& table, float* out) = 0;
   virtual void rmsnorm(const float* x, const WeightView& w, int n, float eps, float* out) = 0;
   // y[n][w.rows] = x[n][w.cols] . W^T (+ bias[w.rows] when bias is not empty).
   virtual void linear(const float* x, int n, const WeightView& w, const WeightView& bias,
                       float* y) = 0;
-  virtual void rope(float* x, int n, int heads, int head_dim, const int* positions,
-                    const float* inv_freq) = 0;
+  // Several products of the same input (q/k/v, gate/up): a GPU backend streams them in one
+  // launch at batch 1.
+  struct LinearJob {
+    const WeightView* w;
+    const WeightView* bias;  // may be null
+    float* y;
+  };
+  virtual void linear_group(const float* x, int n, std::initializer_list<LinearJob> jobs) {
+    for (const LinearJob& j : jobs) linear(x, n, *j.w, j.bias ? *j.bias : WeightView{}, j.y);
+  }
+  // Rotary embedding at the pass's positions. inv_freq: [head_dim / 2] in backend memory.
+  virtual void rope(float* x, int n, int heads, int head_dim, const float* inv_freq) = 0;
   virtual void silu_mul(float* gate, const float* up, int64_t count) = 0;
   virtual void add(float* x, const float* y, int64_t count) = 0;
-  virtual void attention(const cpu::AttentionArgs& args) = 0;
-  virtual void block_scores(const cpu::KvLayerView& kv, int kv_head, int num_blocks,
-                            const float* q, float* scores) = 0;
+  // Writes the pass's K and V ([n][kv_heads][head_dim]) of one layer and recomputes the
+  // summaries of the blocks they touch (RESA.md step 2).
+  virtual void kv_write(KvCache& kv, int layer, const float* k, const float* v) = 0;
+  // ReSA selection of a decode step (n == 1) for one layer, RESA.md steps 3-6: the group-mean
+  // query of each KV head, block scores, the top blocks with sink and local. Kept by the
+  // backend for the next sparse attention(). With count_hits, every selected block is counted
+  // for collect_block_hits().
+  virtual void select_blocks(KvCache& kv, int layer, const float* q, int n_heads, float scale,
+                             const ResaParams& p, bool count_hits) = 0;
+  // Causal attention of the pass's queries (q, out: [n][n_heads][head_dim]) over the cache;
+  // sparse: over the blocks of the last select_blocks() only (RESA.md step 7).
+  virtual void attention(KvCache& kv, int layer, const float* q, float* out, int n_heads,
+                         float scale, bool sparse) = 0;
+  // Adds the selections counted since the last call to hits[block] and clears the counters.
+  virtual void collect_block_hits(KvCache& kv, std::vector<uint32_t>& hits) = 0;
 };
 
 // threads <= 0: all cores.

@@ -13,7 +13,12 @@ namespace {
 constexpr std::pair<ChatFormat, std::string_view> kNames[] = {
     {ChatFormat::kRaw, "raw"},         {ChatFormat::kLlama2, "llama2"},
     {ChatFormat::kMistral, "mistral"}, {ChatFormat::kChatML, "chatml"},
-    {ChatFormat::kLlama3, "llama3"},   {ChatFormat::kZephyr, "zephyr"}};
+    {ChatFormat::kLlama3, "llama3"},   {ChatFormat::kZephyr, "zephyr"},
+    {ChatFormat::kQwen25, "qwen2.5"},  {ChatFormat::kDeepSeekR1, "deepseek-r1"}};
+
+// DeepSeek's markers: fullwidth vertical bars (U+FF5C) and U+2581 in place of spaces.
+constexpr std::string_view kR1User = "<｜User｜>";
+constexpr std::string_view kR1Assistant = "<｜Assistant｜>";
 
 bool contains(std::string_view s, std::string_view what) {
   return s.find(what) != std::string_view::npos;
@@ -55,8 +60,14 @@ std::optional<ChatFormat> parse_chat_format(std::string_view name) {
 ChatFormat detect_chat_format(std::string_view chat_template) {
   // Most specific marker first: Llama 3 and ChatML templates may mention [INST] in comments
   // or tool sections, never the other way round.
+  if (contains(chat_template, kR1User) && contains(chat_template, kR1Assistant)) {
+    return ChatFormat::kDeepSeekR1;
+  }
   if (contains(chat_template, "<|start_header_id|>")) return ChatFormat::kLlama3;
-  if (contains(chat_template, "<|im_start|>")) return ChatFormat::kChatML;
+  if (contains(chat_template, "<|im_start|>")) {
+    // Qwen2.5's template writes its default system prompt when the conversation has none.
+    return contains(chat_template, kQwenDefaultSystem) ? ChatFormat::kQwen25 : ChatFormat::kChatML;
+  }
   if (contains(chat_template, "<|user|>")) return ChatFormat::kZephyr;
   if (contains(chat_template, "[INST]")) {
     return contains(chat_template, "<<SYS>>") ? ChatFormat::kLlama2 : ChatFormat::kMistral;
@@ -83,12 +94,23 @@ std::string render_user_turn(ChatFormat f, const ChatTokens& t, std::string_view
       // One bos for the whole conversation; the system prompt joins the first user message.
       if (sys) return cat({bos, "[INST] ", system, "\n\n", user, " [/INST]"});
       return cat({bos, "[INST] ", user, " [/INST]"});
-    case ChatFormat::kChatML: {
+    case ChatFormat::kChatML:
+    case ChatFormat::kQwen25: {
       std::string out;
-      if (sys) out = cat({"<|im_start|>system\n", system, "<|im_end|>\n"});
+      if (sys) {
+        out = cat({"<|im_start|>system\n", system, "<|im_end|>\n"});
+      } else if (first && f == ChatFormat::kQwen25) {
+        out = cat({"<|im_start|>system\n", kQwenDefaultSystem, "<|im_end|>\n"});
+      }
       out += cat({"<|im_start|>user\n", user, "<|im_end|>\n<|im_start|>assistant\n"});
       return out;
     }
+    case ChatFormat::kDeepSeekR1:
+      // The template writes bos, then the system prompt with no marker, then the turns; its
+      // generation prompt opens the thinking. (Re-rendering a whole conversation, it drops the
+      // earlier answers' thinking; extending the KV cache turn by turn keeps it.)
+      return cat(
+          {bos, sys ? system : std::string_view(), kR1User, user, kR1Assistant, "<think>\n"});
     case ChatFormat::kLlama3: {
       // Meta's template trims every content.
       std::string out = first ? "<|begin_of_text|>" : "";
@@ -116,6 +138,7 @@ std::string render_after_answer(ChatFormat f, const ChatTokens&) {
   // the stop token, so the newline is ours. The others end a message with the token itself.
   switch (f) {
     case ChatFormat::kChatML:
+    case ChatFormat::kQwen25:
     case ChatFormat::kZephyr:
       return "\n";
     default:
@@ -123,10 +146,30 @@ std::string render_after_answer(ChatFormat f, const ChatTokens&) {
   }
 }
 
+std::string render_answer_end(ChatFormat f, const ChatTokens& t) {
+  switch (f) {
+    case ChatFormat::kChatML:
+    case ChatFormat::kQwen25:
+      return "<|im_end|>\n";
+    case ChatFormat::kLlama3:
+      return "<|eot_id|>";
+    case ChatFormat::kZephyr:
+      return t.eos + "\n";
+    case ChatFormat::kLlama2:
+    case ChatFormat::kMistral:
+    case ChatFormat::kDeepSeekR1:
+      return t.eos;
+    case ChatFormat::kRaw:
+      return "\n\n";
+  }
+  return "";
+}
+
 std::vector<std::string> chat_stop_strings(ChatFormat f, const ChatTokens& t) {
   std::vector<std::string> stops;
   switch (f) {
     case ChatFormat::kChatML:
+    case ChatFormat::kQwen25:
       stops.push_back("<|im_end|>");
       break;
     case ChatFormat::kLlama3:
@@ -141,6 +184,35 @@ std::vector<std::string> chat_stop_strings(ChatFormat f, const ChatTokens& t) {
     stops.push_back(t.eos);
   }
   return stops;
+}
+
+bool answer_starts_in_thinking(ChatFormat f) { return f == ChatFormat::kDeepSeekR1; }
+
+ThinkingSplit split_thinking(std::string_view generated, bool starts_in_thinking) {
+  constexpr std::string_view kOpen = "<think>", kClose = "</think>";
+  ThinkingSplit out;
+  std::string_view text = generated;
+  if (!starts_in_thinking) {
+    const size_t lead = text.find_first_not_of(" \n");
+    if (lead == std::string_view::npos || text.substr(lead, kOpen.size()) != kOpen) {
+      out.answer = std::string(generated);
+      out.thinking_done = true;
+      return out;
+    }
+    text.remove_prefix(lead + kOpen.size());
+  }
+  const size_t close = text.find(kClose);
+  std::string_view thinking = close == std::string_view::npos ? text : text.substr(0, close);
+  while (!thinking.empty() && thinking.front() == '\n') thinking.remove_prefix(1);
+  if (close != std::string_view::npos) {
+    while (!thinking.empty() && thinking.back() == '\n') thinking.remove_suffix(1);
+    std::string_view answer = text.substr(close + kClose.size());
+    while (!answer.empty() && answer.front() == '\n') answer.remove_prefix(1);
+    out.answer = std::string(answer);
+    out.thinking_done = true;
+  }
+  out.thinking = std::string(thinking);
+  return out;
 }
 
 }  // namespace resa

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "engine/error.h"
 
@@ -41,7 +42,7 @@ Conversation::Conversation(Model& model, int ctx_limit, int block_size) : model_
   if (ctx_limit_ < 2)
     throw Error(ErrorKind::kInvalidArgument,
                 "context limit must be at least 2 tokens, got " + std::to_string(ctx_limit_));
-  kv_ = std::make_unique<KvCache>(model.config(), block_size, ctx_limit_);
+  kv_ = model.make_kv_cache(block_size, ctx_limit_);
 }
 
 int Conversation::add_user_turn(std::string_view text, std::string_view system) {
@@ -71,6 +72,17 @@ void Conversation::truncate(int n) {
   tokens_.resize(n);
   kv_->truncate(n);
   rectified_upto_ = std::min(rectified_upto_, n);
+}
+
+void Conversation::restore(std::vector<int> tokens, int rectified_upto) {
+  if (int(tokens.size()) != kv_->tokens() || rectified_upto < 0 ||
+      rectified_upto > int(tokens.size()))
+    throw Error(ErrorKind::kInvalidArgument,
+                "restore: " + std::to_string(tokens.size()) + " tokens, " +
+                    std::to_string(kv_->tokens()) + " in the KV cache, rectified up to " +
+                    std::to_string(rectified_upto));
+  tokens_ = std::move(tokens);
+  rectified_upto_ = rectified_upto;
 }
 
 void Conversation::check_fits(int extra) const {
@@ -159,13 +171,15 @@ GenerationResult Conversation::generate(const GenerateOptions& opt, const EventS
   if (reached < n0) {
     st.stop_reason = StopReason::kCancelled;
     st.kv_cache_bytes = kv_->bytes_allocated();
+    st.device_memory_bytes = model_.backend().device_memory_bytes();
     if (sink) sink(FinishedEvent{st});
     return result;
   }
 
   const int d = cfg.head_dim;
-  const int64_t row_bytes = 2 * int64_t(d) * sizeof(float);      // K + V of one token, one head
-  const int64_t summary_bytes = 2 * int64_t(d) * sizeof(float);  // min + max of one block
+  const int64_t eb = kv_->element_bytes();
+  const int64_t row_bytes = 2 * int64_t(d) * eb;      // K + V of one token, one head
+  const int64_t summary_bytes = 2 * int64_t(d) * eb;  // min + max of one block
   if (opt.collect_block_hits)
     result.block_hits.assign((ctx_limit_ + kv_->block_size() - 1) / kv_->block_size(), 0);
   std::vector<uint32_t>* hits = opt.collect_block_hits ? &result.block_hits : nullptr;
@@ -275,6 +289,7 @@ GenerationResult Conversation::generate(const GenerateOptions& opt, const EventS
     sink(te);
   }
   st.kv_cache_bytes = kv_->bytes_allocated();
+  st.device_memory_bytes = model_.backend().device_memory_bytes();
   if (sink) sink(FinishedEvent{st});
   return result;
 }

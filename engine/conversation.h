@@ -48,6 +48,7 @@ struct GenerationStats {
   int64_t kv_bytes_read = 0;    // K/V rows read plus the block summaries scored
   int64_t kv_bytes_dense = 0;
   size_t kv_cache_bytes = 0;    // memory held by the KV cache
+  size_t device_memory_bytes = 0;  // GPU memory held by the process (0 on the CPU backend)
   StopReason stop_reason = StopReason::kStopToken;
 
   double prefill_tokens_per_s() const;
@@ -122,6 +123,10 @@ class Conversation {
 
   // Forgets tokens >= n and their K/V (regenerate, edit-and-resend).
   void truncate(int n);
+  // Takes `tokens` as the history after their K/V were written into kv() (a KV snapshot being
+  // loaded): kv().tokens() must equal tokens.size(); positions below `rectified_upto` hold
+  // K/V of dense passes. Throws resa::Error(kInvalidArgument) otherwise.
+  void restore(std::vector<int> tokens, int rectified_upto);
 
   const std::vector<int>& tokens() const { return tokens_; }
   int cached_tokens() const { return kv_->tokens(); }
@@ -131,6 +136,7 @@ class Conversation {
   KvCache& kv() { return *kv_; }
   const KvCache& kv() const { return *kv_; }
   Model& model() { return model_; }
+  const Model& model() const { return model_; }
 
  private:
   int prefill_range(int start, const GenerateOptions& opt, const EventSink& sink,

@@ -4,11 +4,29 @@
 #include <cmath>
 #include <numbers>
 
+#include <cstdio>
+
+#include "engine/cuda_backend.h"
 #include "engine/error.h"
 #include "engine/safetensors.h"
-#include "kernels/cpu/block_select.h"
 
 namespace resa {
+
+std::string_view device_name(Device d) {
+  switch (d) {
+    case Device::kCpu: return "cpu";
+    case Device::kCuda: return "cuda";
+    case Device::kAuto: return "auto";
+  }
+  return "?";
+}
+
+std::optional<Device> parse_device(std::string_view name) {
+  if (name == "cpu") return Device::kCpu;
+  if (name == "cuda" || name == "gpu") return Device::kCuda;
+  if (name == "auto") return Device::kAuto;
+  return std::nullopt;
+}
 
 std::vector<float> rope_inv_freq(const ModelConfig& c) {
   const int half = c.head_dim / 2;
@@ -82,10 +100,10 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const LoadO
                     std::to_string(m->config_.vocab_size) + " (tokenizer of another model?)");
   m->chat_format_ = opt.chat_format ? *opt.chat_format
                                     : detect_chat_format(read_chat_template(dir));
-  m->backend_ = make_cpu_backend(opt.threads);
   m->name_ = fs::absolute(dir).lexically_normal().filename().string();
   if (m->name_.empty()) m->name_ = dir.string();
   m->weight_bytes_ = total_weight_bytes(m->weights_);
+  m->init_backend(opt);
   m->init_rope();
   return m;
 }
@@ -99,11 +117,28 @@ std::unique_ptr<Model> Model::random(const ModelConfig& config, const std::strin
   m->config_.eos_token_ids = {m->tokenizer_->eos_id()};
   m->weights_ = random_weights(m->config_, seed);
   m->chat_format_ = opt.chat_format ? *opt.chat_format : ChatFormat::kChatML;
-  m->backend_ = make_cpu_backend(opt.threads);
   m->name_ = name;
   m->weight_bytes_ = total_weight_bytes(m->weights_);
+  m->init_backend(opt);
   m->init_rope();
   return m;
+}
+
+void Model::init_backend(const LoadOptions& opt) {
+  if (opt.device != Device::kCpu) {
+    std::string why;
+    backend_ = make_cuda_backend(opt.gpu, &why);
+    if (!backend_) {
+      if (opt.device == Device::kCuda)
+        throw Error(ErrorKind::kDevice, "cannot run on the GPU: " + why +
+                                            " (choose the CPU backend to run without one)");
+      backend_notice_ = "running on the CPU: " + why;
+      std::fprintf(stderr, "resa: note: %s\n", backend_notice_.c_str());
+    }
+  }
+  if (!backend_) backend_ = make_cpu_backend(opt.threads);
+  device_weights_ = backend_->upload_weights(weights_);
+  w_ = device_weights_.layers.empty() ? &weights_ : &device_weights_;
 }
 
 void Model::init_rope() {
@@ -111,115 +146,125 @@ void Model::init_rope() {
     throw Error(ErrorKind::kUnsupported, "head_dim " + std::to_string(config_.head_dim) +
                                              " is not supported (even, at most 512)");
   inv_freq_ = rope_inv_freq(config_);
+  inv_freq_buf_ = backend_->alloc(inv_freq_.size() * sizeof(float));
+  backend_->from_host(inv_freq_.data(), inv_freq_.size(), inv_freq_buf_.f32());
+}
+
+void Model::ensure_workspace(int n) {
+  if (n <= ws_rows_) return;
+  const ModelConfig& c = config_;
+  const size_t rows = size_t(std::max(n, 1)), f = sizeof(float);
+  const size_t hd = size_t(c.hidden_size), qd = size_t(c.num_heads) * c.head_dim,
+               kvd = size_t(c.num_kv_heads) * c.head_dim, id = size_t(c.intermediate_size);
+  Backend& b = *backend_;
+  x_ = b.alloc(rows * hd * f), h_ = b.alloc(rows * hd * f), tmp_ = b.alloc(rows * hd * f);
+  q_ = b.alloc(rows * qd * f), att_ = b.alloc(rows * qd * f);
+  k_ = b.alloc(rows * kvd * f), v_ = b.alloc(rows * kvd * f);
+  gate_ = b.alloc(rows * id * f), up_ = b.alloc(rows * id * f);
+  if (logits_.empty()) logits_ = b.alloc(size_t(c.vocab_size) * f);
+  ws_rows_ = int(rows);
+  ++ws_generation_;
 }
 
 void Model::forward(const int* tokens, int n, int pos0, KvCache& kv, const ResaParams* sparse,
                     float* logits, ForwardStats* stats, std::vector<uint32_t>* block_hits) {
   const ModelConfig& c = config_;
   if (sparse && n != 1) throw Error(ErrorKind::kInternal, "sparse attention decodes one token");
+  if (n < 1) throw Error(ErrorKind::kInternal, "forward of no tokens");
   for (int i = 0; i < n; ++i) {
     if (tokens[i] < 0 || tokens[i] >= c.vocab_size)
       throw Error(ErrorKind::kInvalidArgument,
                   "token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
   }
-  const size_t hd = size_t(c.hidden_size), qd = size_t(c.num_heads) * c.head_dim,
-               kvd = size_t(c.num_kv_heads) * c.head_dim, id = size_t(c.intermediate_size);
-  x_.resize(n * hd), h_.resize(n * hd), tmp_.resize(n * hd);
-  q_.resize(n * qd), att_.resize(n * qd), k_.resize(n * kvd), v_.resize(n * kvd);
-  gate_.resize(n * id), up_.resize(n * id);
-  positions_.resize(n);
-  for (int i = 0; i < n; ++i) positions_[i] = pos0 + i;
+  if (pos0 < 0 || pos0 > kv.tokens() || pos0 + n > kv.capacity())
+    throw Error(ErrorKind::kInternal, "forward outside the KV cache's range");
+  // Pages are rounded to rows of 16 so a growing prefill chunk reallocates rarely.
+  ensure_workspace((n + 15) / 16 * 16);
   Backend& b = *backend_;
-
-  b.embed(weights_.embed, tokens, n, x_.data());
-  for (int l = 0; l < c.num_layers; ++l) {
-    const LayerWeights& w = weights_.layers[l];
-    // Attention block: norm, q/k/v, rope, attention(mode), o-proj, residual.
-    b.rmsnorm(x_.data(), w.attn_norm, n, c.rms_norm_eps, h_.data());
-    b.linear(h_.data(), n, w.wq, w.bq, q_.data());
-    b.linear(h_.data(), n, w.wk, w.bk, k_.data());
-    b.linear(h_.data(), n, w.wv, w.bv, v_.data());
-    b.rope(q_.data(), n, c.num_heads, c.head_dim, positions_.data(), inv_freq_.data());
-    b.rope(k_.data(), n, c.num_kv_heads, c.head_dim, positions_.data(), inv_freq_.data());
-    kv.write(l, pos0, n, k_.data(), v_.data());
-    attention_layer(l, n, pos0, kv, sparse, stats, block_hits);
-    b.linear(att_.data(), n, w.wo, {}, tmp_.data());
-    b.add(x_.data(), tmp_.data(), int64_t(n * hd));
-    // MLP block: norm, gate/up, SiLU * up, down, residual.
-    b.rmsnorm(x_.data(), w.mlp_norm, n, c.rms_norm_eps, h_.data());
-    b.linear(h_.data(), n, w.w_gate, {}, gate_.data());
-    b.linear(h_.data(), n, w.w_up, {}, up_.data());
-    b.silu_mul(gate_.data(), up_.data(), int64_t(n * id));
-    b.linear(gate_.data(), n, w.w_down, {}, tmp_.data());
-    b.add(x_.data(), tmp_.data(), int64_t(n * hd));
+  const bool count_hits = block_hits != nullptr && sparse != nullptr;
+  b.begin_pass(kv, tokens, n, pos0);
+  std::string key;
+  if (n == 1) {
+    key = "ws" + std::to_string(ws_generation_) + (logits ? " logits" : "") +
+          (count_hits ? " hits" : "");
+    if (sparse) {
+      const ResaParams& p = *sparse;
+      key += " sparse " + std::to_string(p.ratio) + " " + std::to_string(p.min_blocks) + " " +
+             std::to_string(p.local) + " " + std::to_string(int(p.sink));
+    }
+  }
+  if (key.empty() || !b.replay(kv, key)) {
+    if (!key.empty()) b.begin_record(kv, key);
+    layers_and_logits(n, kv, sparse, count_hits, logits != nullptr);
+    if (!key.empty()) b.end_record(kv);
   }
   kv.set_tokens(pos0 + n);
-  if (logits) {
-    const float* last = x_.data() + (n - 1) * hd;
-    b.rmsnorm(last, weights_.final_norm, 1, c.rms_norm_eps, h_.data());
-    b.linear(h_.data(), 1, weights_.lm_head, {}, logits);
+  if (logits) b.to_host(logits_.f32(), size_t(c.vocab_size), logits);
+  if (count_hits) b.collect_block_hits(kv, *block_hits);
+
+  // What attention read (RESA.md "Decode step"): the selection is on the backend, but its size
+  // follows from the budget rule: `budget` blocks per KV head, the partial last one among them.
+  if (stats) {
+    const int ctx = pos0 + n;
+    const int64_t lh = int64_t(c.num_layers) * c.num_kv_heads;
+    stats->kv_tokens_dense += lh * ctx;
+    if (!sparse) {
+      stats->kv_tokens_read += lh * ctx;
+    } else {
+      const int bs = kv.block_size(), nb = (ctx + bs - 1) / bs;
+      const int budget = resa_budget(nb, *sparse);
+      stats->kv_tokens_read += lh * (int64_t(budget - 1) * bs + (ctx - (nb - 1) * bs));
+      stats->blocks_selected += lh * budget;
+      stats->blocks_total += lh * nb;
+      stats->summary_blocks_scored += lh * nb;
+    }
   }
 }
 
-void Model::attention_layer(int l, int n, int pos0, KvCache& kv, const ResaParams* sparse,
-                            ForwardStats* stats, std::vector<uint32_t>* block_hits) {
+void Model::layers_and_logits(int n, KvCache& kv, const ResaParams* sparse, bool count_hits,
+                              bool logits) {
   const ModelConfig& c = config_;
-  const int ctx = pos0 + n;  // keys visible to the last query
-  cpu::AttentionArgs a;
-  a.q = q_.data();
-  a.out = att_.data();
-  a.nq = n;
-  a.pos0 = pos0;
-  a.n_heads = c.num_heads;
-  a.kv = kv.layer(l);
-  a.scale = 1.0f / std::sqrt(float(c.head_dim));
-  if (!sparse) {
-    backend_->attention(a);
-    if (stats) {
-      const int64_t t = int64_t(c.num_kv_heads) * ctx;
-      stats->kv_tokens_read += t;
-      stats->kv_tokens_dense += t;
-    }
-    return;
+  const ModelWeights& W = *w_;
+  const int64_t hd = c.hidden_size, id = c.intermediate_size;
+  Backend& b = *backend_;
+  float *x = x_.f32(), *h = h_.f32(), *q = q_.f32(), *k = k_.f32(), *v = v_.f32();
+  float *att = att_.f32(), *gate = gate_.f32(), *up = up_.f32(), *tmp = tmp_.f32();
+
+  b.embed(W.embed, x);
+  for (int l = 0; l < c.num_layers; ++l) {
+    const LayerWeights& w = W.layers[l];
+    // Attention block: norm, q/k/v, rope, attention(mode), o-proj, residual.
+    b.rmsnorm(x, w.attn_norm, n, c.rms_norm_eps, h);
+    b.linear_group(h, n, {{&w.wq, &w.bq, q}, {&w.wk, &w.bk, k}, {&w.wv, &w.bv, v}});
+    b.rope(q, n, c.num_heads, c.head_dim, inv_freq_buf_.f32());
+    b.rope(k, n, c.num_kv_heads, c.head_dim, inv_freq_buf_.f32());
+    b.kv_write(kv, l, k, v);
+    attention_layer(l, n, kv, sparse, count_hits);
+    b.linear(att, n, w.wo, {}, tmp);
+    b.add(x, tmp, n * hd);
+    // MLP block: norm, gate/up, SiLU * up, down, residual.
+    b.rmsnorm(x, w.mlp_norm, n, c.rms_norm_eps, h);
+    b.linear_group(h, n, {{&w.w_gate, nullptr, gate}, {&w.w_up, nullptr, up}});
+    b.silu_mul(gate, up, n * id);
+    b.linear(gate, n, w.w_down, {}, tmp);
+    b.add(x, tmp, n * hd);
   }
-  // ReSA decode step (RESA.md steps 3-7), one selection per KV head shared by its group.
-  const int bs = kv.block_size(), nb = (ctx + bs - 1) / bs, g = c.group_size(), d = c.head_dim;
-  const int budget = resa_budget(nb, *sparse);
-  scores_.resize(nb);
-  qsel_.resize(d);
-  sel_storage_.resize(size_t(c.num_kv_heads) * nb);
-  sel_scratch_.resize(nb);
-  n_sel_.resize(c.num_kv_heads);
-  sel_ptrs_.resize(c.num_kv_heads);
-  for (int h = 0; h < c.num_kv_heads; ++h) {
-    std::fill(qsel_.begin(), qsel_.end(), 0.f);
-    for (int j = 0; j < g; ++j) {
-      const float* q = q_.data() + size_t(h * g + j) * d;
-      for (int x = 0; x < d; ++x) qsel_[x] += q[x];
-    }
-    for (float& x : qsel_) x *= a.scale / float(g);
-    backend_->block_scores(a.kv, h, nb, qsel_.data(), scores_.data());
-    int* out = sel_storage_.data() + size_t(h) * nb;
-    n_sel_[h] = cpu::select_top_blocks(scores_.data(), nb, budget, sparse->sink, sparse->local,
-                                       out, sel_scratch_.data());
-    sel_ptrs_[h] = out;
-    if (stats || block_hits) {
-      for (int i = 0; i < n_sel_[h]; ++i) {
-        const int blk = out[i];
-        if (stats) stats->kv_tokens_read += std::min(bs, ctx - blk * bs);
-        if (block_hits && blk < int(block_hits->size())) ++(*block_hits)[blk];
-      }
-    }
+  if (logits) {
+    const float* last = x + (n - 1) * hd;
+    b.rmsnorm(last, W.final_norm, 1, c.rms_norm_eps, h);
+    b.linear(h, 1, W.lm_head, {}, logits_.f32());
   }
-  if (stats) {
-    stats->kv_tokens_dense += int64_t(c.num_kv_heads) * ctx;
-    for (int h = 0; h < c.num_kv_heads; ++h) stats->blocks_selected += n_sel_[h];
-    stats->blocks_total += int64_t(c.num_kv_heads) * nb;
-    stats->summary_blocks_scored += int64_t(c.num_kv_heads) * nb;
-  }
-  a.selected = sel_ptrs_.data();
-  a.n_selected = n_sel_.data();
-  backend_->attention(a);
+}
+
+void Model::attention_layer(int l, int n, KvCache& kv, const ResaParams* sparse,
+                            bool count_hits) {
+  (void)n;
+  const ModelConfig& c = config_;
+  const float scale = 1.0f / std::sqrt(float(c.head_dim));
+  // ReSA decode step (RESA.md steps 3-7): one selection per KV head shared by its group.
+  if (sparse)
+    backend_->select_blocks(kv, l, q_.f32(), c.num_heads, scale, *sparse, count_hits);
+  backend_->attention(kv, l, q_.f32(), att_.f32(), c.num_heads, scale, sparse != nullptr);
 }
 
 }  // namespace resa

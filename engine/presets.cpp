@@ -24,10 +24,26 @@ ModelConfig llama_like(const char* arch, int vocab, int hidden, int inter, int l
   return c;
 }
 
+// DeepSeek-R1-Distill-Qwen's config.json: Qwen2 (q/k/v biases), untied embeddings, rope_theta
+// 10000, 131072 positions, the model's own bos/eos (<｜begin▁of▁sentence｜>,
+// <｜end▁of▁sentence｜>).
+ModelConfig r1_distill_qwen(int vocab, int hidden, int inter, int heads, int kv_heads) {
+  ModelConfig c =
+      llama_like("Qwen2ForCausalLM", vocab, hidden, inter, 28, heads, kv_heads, 131072, 10000.0);
+  c.arch = Architecture::kQwen2;
+  c.attention_bias = true;
+  c.tie_word_embeddings = false;
+  c.rms_norm_eps = 1e-6f;
+  c.bos_token_id = 151646;
+  c.eos_token_ids = {151643};
+  return c;
+}
+
 }  // namespace
 
 std::vector<std::string> preset_names() {
-  return {"tiny", "tinyllama-1.1b", "llama-3.1-8b", "mistral-7b"};
+  return {"tiny",       "tinyllama-1.1b",       "llama-3.1-8b",
+          "mistral-7b", "r1-distill-qwen-1.5b", "r1-distill-qwen-7b"};
 }
 
 std::optional<ModelConfig> preset_config(std::string_view name) {
@@ -39,7 +55,8 @@ std::optional<ModelConfig> preset_config(std::string_view name) {
     return llama_like("LlamaForCausalLM", 32000, 2048, 5632, 22, 32, 4, 2048, 10000.0);
   }
   if (name == "llama-3.1-8b") {
-    ModelConfig c = llama_like("LlamaForCausalLM", 128256, 4096, 14336, 32, 32, 8, 131072, 500000.0);
+    ModelConfig c =
+        llama_like("LlamaForCausalLM", 128256, 4096, 14336, 32, 32, 8, 131072, 500000.0);
     c.rope_scaling.kind = RopeScalingKind::kLlama3;
     c.rope_scaling.factor = 8.0;
     c.rope_scaling.low_freq_factor = 1.0;
@@ -49,6 +66,8 @@ std::optional<ModelConfig> preset_config(std::string_view name) {
     c.eos_token_ids = {128001, 128008, 128009};
     return c;
   }
+  if (name == "r1-distill-qwen-1.5b") return r1_distill_qwen(151936, 1536, 8960, 12, 2);
+  if (name == "r1-distill-qwen-7b") return r1_distill_qwen(152064, 3584, 18944, 28, 4);
   if (name == "mistral-7b") {
     ModelConfig c = llama_like("MistralForCausalLM", 32000, 4096, 14336, 32, 32, 8, 32768, 1e6);
     c.arch = Architecture::kMistral;

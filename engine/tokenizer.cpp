@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 
+#include "engine/bpe_tokenizer.h"
 #include "engine/error.h"
 
 namespace resa {
@@ -396,24 +397,80 @@ void Tokenizer::add_special(const std::string& text, int id) {
 
 // ---- loading ---------------------------------------------------------------------------------
 
+namespace {
+
+// tokenizer.json (Qwen2, DeepSeek-R1-Distill, Llama 3): the file's added tokens, then
+// tokenizer_config.json's, bos/eos from tokenizer_config (Qwen's bos_token is null, so
+// config.json's bos_token_id fills in), stops as for sentencepiece.
+std::unique_ptr<Tokenizer> load_bpe_tokenizer(const fs::path& model_dir, int config_bos,
+                                              const std::vector<int>& config_eos) {
+  const fs::path json_path = model_dir / "tokenizer.json";
+  std::unique_ptr<BpeTokenizer> tok;
+  try {
+    tok = BpeTokenizer::from_file(json_path);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kUnsupported) throw;
+    // Not a byte-level BPE (e.g. a sentencepiece model's tokenizer.json): its tokenizer.model
+    // is what we read.
+    throw Error(ErrorKind::kFileNotFound,
+                "tokenizer.model not found in " + model_dir.string() +
+                    " (a Llama-family model needs sentencepiece's tokenizer.model; this folder's "
+                    "tokenizer.json is not a byte-level BPE tokenizer we read: " +
+                    e.what() + "; download tokenizer.model from the model's repository)");
+  }
+  const fs::path tc_path = model_dir / "tokenizer_config.json";
+  const json tc = read_json(tc_path).value_or(json::object());
+  for (const auto& t : added_tokens(tc, tc_path)) {
+    if (t.special && t.id < tok->vocab_size()) tok->add_special(t.content, t.id);
+  }
+  auto resolve = [&](const std::string& text) {
+    if (text.empty()) return -1;
+    if (auto it = tok->special_tokens().find(text); it != tok->special_tokens().end()) {
+      return it->second;
+    }
+    return tok->token_id(text);
+  };
+  const json gc = read_json(model_dir / "generation_config.json").value_or(json::object());
+  const std::vector<int> gen_eos = id_list(gc, "eos_token_id");
+  int bos = resolve(token_text(tc, "bos_token"));
+  if (bos < 0) bos = config_bos;
+  int eos = resolve(token_text(tc, "eos_token"));
+  if (eos < 0 && !config_eos.empty()) eos = config_eos[0];
+  if (eos < 0 && !gen_eos.empty()) eos = gen_eos[0];
+  tok->set_bos(bos);
+  tok->set_eos(eos);
+  tok->add_stop_id(eos);
+  for (int id : gen_eos) tok->add_stop_id(id);
+  for (int id : config_eos) tok->add_stop_id(id);
+  for (std::string_view s : kStopTokenTexts) {
+    if (auto it = tok->special_tokens().find(std::string(s)); it != tok->special_tokens().end()) {
+      tok->add_stop_id(it->second);
+    }
+  }
+  return tok;
+}
+
+}  // namespace
+
 std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& model_dir, int config_bos,
                                           const std::vector<int>& config_eos) {
   std::error_code ec;
   if (!fs::is_directory(model_dir, ec)) {
     throw Error(ErrorKind::kFileNotFound, "model folder " + model_dir.string() +
                                               " does not exist (choose the folder that "
-                                              "holds config.json and tokenizer.model)");
+                                              "holds config.json and tokenizer.model or "
+                                              "tokenizer.json)");
   }
   const fs::path model_path = model_dir / "tokenizer.model";
   if (!fs::is_regular_file(model_path, ec)) {
-    std::string hint = "a Llama-family model needs sentencepiece's tokenizer.model";
     if (fs::is_regular_file(model_dir / "tokenizer.json", ec)) {
-      hint +=
-          "; this folder has only tokenizer.json, a byte-level BPE tokenizer, so download "
-          "tokenizer.model from the model's repository if it has one";
+      return load_bpe_tokenizer(model_dir, config_bos, config_eos);
     }
     throw Error(ErrorKind::kFileNotFound,
-                "tokenizer.model not found in " + model_dir.string() + " (" + hint + ")");
+                "tokenizer.model not found in " + model_dir.string() +
+                    " (a Llama-family model needs sentencepiece's tokenizer.model; Qwen2 and "
+                    "Llama 3 models need tokenizer.json; download it from the model's "
+                    "repository)");
   }
   auto tok = std::make_unique<SentencePieceTokenizer>(model_path);
   const auto& sp = tok->processor();

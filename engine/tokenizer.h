@@ -1,4 +1,5 @@
-// Tokenizers: sentencepiece (tokenizer.model) and a byte-level fallback for synthetic models.
+// Tokenizers: sentencepiece (tokenizer.model), byte-level BPE (tokenizer.json, bpe_tokenizer.h)
+// and a byte-level fallback for synthetic models.
 #pragma once
 
 #include <filesystem>
@@ -53,7 +54,8 @@ class Tokenizer {
 // tokenizer.model from `model_dir`, with the special tokens of tokenizer_config.json
 // (added_tokens_decoder, bos_token, eos_token) and generation_config.json (eos_token_id, a
 // number or a list). `config_bos` / `config_eos` come from config.json (-1 when absent).
-// Throws resa::Error naming the folder and what to do when tokenizer.model is missing.
+// Without tokenizer.model, a byte-level BPE tokenizer.json (Qwen2, Llama 3) is read instead.
+// Throws resa::Error naming the folder and what to do when neither is there.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& model_dir, int config_bos,
                                           const std::vector<int>& config_eos);
 

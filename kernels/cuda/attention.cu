@@ -1,0 +1,646 @@
+// Attention kernels over the device KV cache. Layouts and contracts: attention.h.
+#include <cub/block/block_scan.cuh>
+
+#include <algorithm>
+
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/common.cuh"
+
+namespace resa::cuda {
+namespace {
+
+// ---------------------------------------------------------------- KV write and summaries
+
+__global__ void kv_write_kernel(KvLayerDev kv, const float* k, const float* v,
+                                const PassState* st) {
+  const int i = blockIdx.x, h = blockIdx.y, d = kv.head_dim;
+  const int pos = st->pos0 + i;
+  const size_t src = (size_t(i) * kv.kv_heads + h) * d;
+  const size_t dst = (size_t(h) * kv.capacity + pos) * d;
+  for (int x = threadIdx.x; x < d; x += blockDim.x) {
+    kv.k[dst + x] = f2bf(k[src + x]);
+    kv.v[dst + x] = f2bf(v[src + x]);
+  }
+}
+
+// Block first + blockIdx.x of KV head blockIdx.y; one thread per dimension. With st, the
+// range is the pass's touched blocks (RESA.md: touched blocks only, O(n) per write).
+__global__ void summary_kernel(KvLayerDev kv, int first, int last, int tokens,
+                               const PassState* st) {
+  if (st) {
+    first = st->pos0 / kv.block_size;
+    last = (st->pos0 + st->n - 1) / kv.block_size;
+    tokens = st->ctx_end;
+  }
+  const int b = first + blockIdx.x;
+  if (b > last) return;
+  const int h = blockIdx.y, d = kv.head_dim;
+  const int t0 = b * kv.block_size, t1 = min(t0 + kv.block_size, tokens);
+  const uint16_t* kb = kv.k + size_t(h) * kv.capacity * d;
+  uint16_t* out = kv.summ + (size_t(h) * kv.cap_blocks + b) * 2 * d;
+  for (int x = threadIdx.x; x < d; x += blockDim.x) {
+    float lo = INFINITY, hi = -INFINITY;
+    for (int t = t0; t < t1; ++t) {
+      const float f = __uint_as_float(uint32_t(kb[size_t(t) * d + x]) << 16);
+      lo = fminf(lo, f);
+      hi = fmaxf(hi, f);
+    }
+    out[x] = f2bf(lo);
+    out[d + x] = f2bf(hi);
+  }
+}
+
+__device__ __forceinline__ uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+// Roughly normal values (sum of four uniforms, unit variance) from a counter hash.
+__global__ void fill_kernel(KvLayerDev kv, int tokens, uint64_t seed) {
+  const int64_t per_head = int64_t(tokens) * kv.head_dim;
+  const int64_t total = per_head * kv.kv_heads;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total;
+       e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t h = e / per_head, r = e % per_head;
+    const size_t dst = size_t(h) * kv.capacity * kv.head_dim + size_t(r);
+    for (int which = 0; which < 2; ++which) {
+      const uint64_t z = mix64(seed * 0x9e3779b97f4a7c15ull + uint64_t(e) * 2 + which);
+      float s = 0;
+      for (int j = 0; j < 4; ++j) s += float((z >> (16 * j)) & 0xffff) * (1.0f / 65536.0f);
+      const float val = (s - 2.0f) * 1.7320508f;
+      (which ? kv.v : kv.k)[dst] = f2bf(val);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- split-KV decode
+
+constexpr int kDecodeThreads = 128;
+constexpr int kDecodeUnroll = 4;
+
+// Grid (splits, kv_heads). Each CTA reads its share of one KV head's keys once for all G query
+// heads of the group (GQA-aware). A key is read by D/8 lanes (16 bytes each). Sparse: the key
+// index runs over the selected blocks' positions. Output: per split, normalised partial
+// attention and its log2-sum-exp, merged by combine_kernel (flash-decoding).
+template <int D, int G>
+__global__ void __launch_bounds__(kDecodeThreads)
+    decode_kernel(KvLayerDev kv, const float* __restrict__ q, float scale_log2,
+                  const PassState* st, const int* sel_blocks, const int* sel_count,
+                  int n_heads, float* part_o, float* part_lse) {
+  constexpr int LPK = D / 8;
+  constexpr int NG = kDecodeThreads / LPK;  // key groups per CTA
+  constexpr int U = kDecodeUnroll;
+  const int h = blockIdx.y, split = blockIdx.x, splits = gridDim.x;
+  const int gi = threadIdx.x / LPK, li = threadIdx.x % LPK;
+  const int ctx = st->pos0 + 1, bs = kv.block_size;
+  const bool sparse = sel_blocks != nullptr;
+  const int* blocks = sparse ? sel_blocks + size_t(h) * kv.cap_blocks : nullptr;
+  const int total = sparse ? sel_count[h] * bs : ctx;
+  const int per = (total + splits - 1) / splits;
+  const int begin = split * per, end = min(total, begin + per);
+
+  float qf[G][8];
+#pragma unroll
+  for (int g = 0; g < G; ++g)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) qf[g][j] = q[size_t(h * G + g) * D + li * 8 + j] * scale_log2;
+  float m[G], l[G], acc[G][8];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    m[g] = -INFINITY, l[g] = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[g][j] = 0.f;
+  }
+  const uint16_t* kbase = kv.k + size_t(h) * kv.capacity * D + li * 8;
+  const uint16_t* vbase = kv.v + size_t(h) * kv.capacity * D + li * 8;
+
+  for (int base = begin; base < end; base += NG * U) {  // same trip count for every thread
+    uint4 kr[U], vr[U];
+    bool ok[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int i = base + gi + u * NG;
+      int pos = -1;
+      if (i < end) {
+        pos = sparse ? blocks[i / bs] * bs + i % bs : i;
+        if (pos >= ctx) pos = -1;
+      }
+      ok[u] = pos >= 0;
+      if (ok[u]) {
+        kr[u] = ld_stream(kbase + size_t(pos) * D);
+        vr[u] = ld_stream(vbase + size_t(pos) * D);
+      } else {
+        kr[u] = vr[u] = make_uint4(0, 0, 0, 0);
+      }
+    }
+    float s[U][G];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      float kf[8];
+      unpack8(kr[u], kf);
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        float d = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) d += qf[g][j] * kf[j];
+#pragma unroll
+        for (int o = LPK / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+        s[u][g] = ok[u] ? d : -INFINITY;
+      }
+    }
+    float vf[U][8];
+#pragma unroll
+    for (int u = 0; u < U; ++u) unpack8(vr[u], vf[u]);
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      float mx = m[g];
+#pragma unroll
+      for (int u = 0; u < U; ++u) mx = fmaxf(mx, s[u][g]);
+      if (mx == -INFINITY) continue;
+      const float corr = exp2f(m[g] - mx);
+      l[g] *= corr;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) acc[g][j] *= corr;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const float p = exp2f(s[u][g] - mx);
+        l[g] += p;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[g][j] += p * vf[u][j];
+      }
+      m[g] = mx;
+    }
+  }
+
+  // Merge the key groups of this CTA.
+  __shared__ float sm_m[NG][G], sm_l[NG][G];
+  __shared__ float sm_acc[NG][G][D];
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) sm_acc[gi][g][li * 8 + j] = acc[g][j];
+    if (li == 0) sm_m[gi][g] = m[g], sm_l[gi][g] = l[g];
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < G * D; e += kDecodeThreads) {
+    const int g = e / D, x = e % D;
+    float M = -INFINITY;
+    for (int i = 0; i < NG; ++i) M = fmaxf(M, sm_m[i][g]);
+    float L = 0.f, o = 0.f;
+    if (M != -INFINITY) {
+      for (int i = 0; i < NG; ++i) {
+        const float w = exp2f(sm_m[i][g] - M);
+        L += w * sm_l[i][g];
+        o += w * sm_acc[i][g][x];
+      }
+    }
+    const size_t row = size_t(split) * n_heads + h * G + g;
+    part_o[row * D + x] = L > 0.f ? o / L : 0.f;
+    if (x == 0) part_lse[row] = L > 0.f ? M + log2f(L) : -INFINITY;
+  }
+}
+
+__global__ void combine_kernel(const float* part_o, const float* part_lse, int splits,
+                               int n_heads, int d, float* out) {
+  const int hq = blockIdx.x;
+  float M = -INFINITY;
+  for (int s = 0; s < splits; ++s) M = fmaxf(M, part_lse[size_t(s) * n_heads + hq]);
+  for (int x = threadIdx.x; x < d; x += blockDim.x) {
+    float o = 0.f, W = 0.f;
+    if (M != -INFINITY) {
+      for (int s = 0; s < splits; ++s) {
+        const float w = exp2f(part_lse[size_t(s) * n_heads + hq] - M);
+        W += w;
+        o += w * part_o[(size_t(s) * n_heads + hq) * d + x];
+      }
+    }
+    out[size_t(hq) * d + x] = W > 0.f ? o / W : 0.f;
+  }
+}
+
+// ---------------------------------------------------------------- chunked causal prefill
+
+constexpr int kPrefillWarps = 8;
+constexpr int kPrefillRowsPerWarp = 16;
+constexpr int kPrefillRows = kPrefillWarps * kPrefillRowsPerWarp;  // (query, head) rows per CTA
+constexpr int kPrefillK = 32;                                       // keys per tile (one per lane)
+
+template <int D>
+constexpr size_t prefill_smem_bytes() {
+  return (size_t(kPrefillRows) * D + size_t(kPrefillK) * (D + 4) + size_t(kPrefillK) * D) * 4;
+}
+
+// Grid (query tiles, KV heads, key splits). A CTA holds 128 rows = (query, head-in-group)
+// pairs of one KV head, so each K/V tile is read once for the whole group (GQA-aware). Keys in
+// tiles of 32 in shared memory (f32, rows padded by 4 words: conflict-free 16-byte reads);
+// lane j scores key j for the warp's 16 rows, then every lane accumulates its D/32 output
+// dimensions. Grid z splits the keys (few queries over a long cache: rectification); each
+// split then writes a normalised partial and its log2-sum-exp for combine_kernel.
+template <int D>
+__global__ void __launch_bounds__(kPrefillWarps * 32)
+    prefill_kernel(KvLayerDev kv, const float* __restrict__ q, float* out, int n, int n_heads,
+                   float scale_log2, const PassState* st, float* part_o, float* part_lse) {
+  constexpr int KT = kPrefillK, DL = (D + 31) / 32, KS = D + 4, RW = kPrefillRowsPerWarp;
+  extern __shared__ float4 smem4[];
+  float* sq = reinterpret_cast<float*>(smem4);  // [128][D]
+  float* sk = sq + kPrefillRows * D;            // [32][KS]
+  float* sv = sk + KT * KS;                     // [32][D]
+  const int G = n_heads / kv.kv_heads, h = blockIdx.y;
+  const int QT = kPrefillRows / G, q0 = blockIdx.x * QT;
+  const int nq = min(QT, n - q0), rows = nq * G;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, rb = warp * RW;
+  const int pos0 = st->pos0;
+  for (int e = threadIdx.x; e < kPrefillRows * D; e += blockDim.x) {
+    const int r = e / D, x = e % D;
+    sq[e] = r < rows ? q[(size_t(q0 + r / G) * n_heads + h * G + r % G) * D + x] * scale_log2 : 0.f;
+  }
+  const int last_pos = pos0 + q0 + nq - 1;
+  float m[RW], l[RW], acc[RW][DL];
+#pragma unroll
+  for (int r = 0; r < RW; ++r) {
+    m[r] = -INFINITY, l[r] = 0.f;
+#pragma unroll
+    for (int x = 0; x < DL; ++x) acc[r][x] = 0.f;
+  }
+  const uint16_t* kb = kv.k + size_t(h) * kv.capacity * D;
+  const uint16_t* vb = kv.v + size_t(h) * kv.capacity * D;
+  const int splits = gridDim.z, split = blockIdx.z;
+  const int tiles = last_pos / KT + 1, per = (tiles + splits - 1) / splits;
+  const int kt_begin = split * per * KT, kt_end = min(tiles, (split + 1) * per) * KT;
+  for (int kt0 = kt_begin; kt0 < kt_end; kt0 += KT) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < KT * D / 8; e += blockDim.x) {
+      const int t = e / (D / 8), c = (e % (D / 8)) * 8, pos = kt0 + t;
+      float kf[8], vf[8];
+      if (pos <= last_pos) {
+        unpack8(*reinterpret_cast<const uint4*>(kb + size_t(pos) * D + c), kf);
+        unpack8(*reinterpret_cast<const uint4*>(vb + size_t(pos) * D + c), vf);
+      } else {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) kf[j] = vf[j] = 0.f;
+      }
+#pragma unroll
+      for (int j = 0; j < 8; ++j) sk[t * KS + c + j] = kf[j], sv[t * D + c + j] = vf[j];
+    }
+    __syncthreads();
+    if (rb >= rows) continue;  // warp-uniform; the next iteration's barriers are still reached
+    float s[RW];
+#pragma unroll
+    for (int r = 0; r < RW; ++r) s[r] = 0.f;
+#pragma unroll 4
+    for (int x = 0; x < D; x += 4) {
+      const float4 k4 = *reinterpret_cast<const float4*>(sk + lane * KS + x);
+#pragma unroll
+      for (int r = 0; r < RW; ++r) {
+        const float4 q4 = *reinterpret_cast<const float4*>(sq + (rb + r) * D + x);
+        s[r] += q4.x * k4.x + q4.y * k4.y + q4.z * k4.z + q4.w * k4.w;
+      }
+    }
+    const int kpos = kt0 + lane;
+#pragma unroll
+    for (int r = 0; r < RW; ++r) {
+      const int row = rb + r;
+      const bool valid = row < rows && kpos <= pos0 + q0 + row / G;
+      const float sr = valid ? s[r] : -INFINITY;
+      const float m_new = fmaxf(m[r], warp_max(sr));
+      if (m_new == -INFINITY) {  // warp-uniform: nothing visible yet for this row
+        s[r] = 0.f;
+        continue;
+      }
+      const float corr = exp2f(m[r] - m_new);
+      const float p = exp2f(sr - m_new);
+      l[r] = l[r] * corr + warp_sum(p);
+#pragma unroll
+      for (int x = 0; x < DL; ++x) acc[r][x] *= corr;
+      m[r] = m_new;
+      s[r] = p;
+    }
+#pragma unroll 4
+    for (int j = 0; j < KT; ++j) {
+      float vj[DL];
+#pragma unroll
+      for (int x = 0; x < DL; ++x) vj[x] = lane + 32 * x < D ? sv[j * D + lane + 32 * x] : 0.f;
+#pragma unroll
+      for (int r = 0; r < RW; ++r) {
+        const float pj = __shfl_sync(0xffffffffu, s[r], j);
+#pragma unroll
+        for (int x = 0; x < DL; ++x) acc[r][x] += pj * vj[x];
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < RW; ++r) {
+    const int row2 = rb + r;
+    if (row2 >= rows) continue;
+    const float inv = l[r] > 0.f ? 1.0f / l[r] : 0.f;
+    const size_t row = size_t(q0 + row2 / G) * n_heads + h * G + row2 % G;
+    float* dst = splits == 1 ? out + row * D : part_o + (size_t(split) * n * n_heads + row) * D;
+#pragma unroll
+    for (int x = 0; x < DL; ++x)
+      if (lane + 32 * x < D) dst[lane + 32 * x] = acc[r][x] * inv;
+    if (splits > 1 && lane == 0)
+      part_lse[size_t(split) * n * n_heads + row] = l[r] > 0.f ? m[r] + log2f(l[r]) : -INFINITY;
+  }
+}
+
+// ---------------------------------------------------------------- ReSA selection
+
+constexpr int kScoreThreads = 256;
+constexpr int kScoreUnroll = 4;
+
+// Grid (CTAs per head, kv_heads). A block's summary (2*D bf16) is read by D/4 lanes, 16 bytes
+// each: the first half holds the min, the second the max of the same dimensions.
+template <int D>
+__global__ void __launch_bounds__(kScoreThreads)
+    scores_kernel(KvLayerDev kv, const float* __restrict__ q, int group, float scale,
+                  const PassState* st, float* scores) {
+  constexpr int LPB = D / 4, HALF = LPB / 2, BPW = 32 / LPB, U = kScoreUnroll;
+  const int h = blockIdx.y;
+  __shared__ float qs[D];
+  // RESA.md step 3: the group's mean query, scaled (same order as the CPU twin).
+  for (int x = threadIdx.x; x < D; x += blockDim.x) {
+    float s = 0.f;
+    for (int g = 0; g < group; ++g) s += q[size_t(h * group + g) * D + x];
+    qs[x] = s * (scale / float(group));
+  }
+  __syncthreads();
+  const int ctx = st->pos0 + 1, nb = (ctx + kv.block_size - 1) / kv.block_size;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int sub = lane / LPB, li = lane % LPB, dim0 = (li % HALF) * 8;
+  float qf[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) qf[j] = qs[dim0 + j];
+  const int warps_total = gridDim.x * (kScoreThreads / 32);
+  const int gw = blockIdx.x * (kScoreThreads / 32) + warp;
+  const uint16_t* base = kv.summ + size_t(h) * kv.cap_blocks * 2 * D;
+  float* out = scores + size_t(h) * kv.cap_blocks;
+  for (int b0 = gw * BPW * U; b0 < nb; b0 += warps_total * BPW * U) {
+    uint4 r[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int b = b0 + u * BPW + sub;
+      r[u] = b < nb ? ld_stream(base + size_t(b) * 2 * D + li * 8) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      uint4 o;
+      o.x = __shfl_xor_sync(0xffffffffu, r[u].x, HALF);
+      o.y = __shfl_xor_sync(0xffffffffu, r[u].y, HALF);
+      o.z = __shfl_xor_sync(0xffffffffu, r[u].z, HALF);
+      o.w = __shfl_xor_sync(0xffffffffu, r[u].w, HALF);
+      float lo[8], hi[8];
+      if (li < HALF) unpack8(r[u], lo), unpack8(o, hi);
+      else unpack8(o, lo), unpack8(r[u], hi);
+      float s = 0.f;
+#pragma unroll
+      for (int j = 0; j < 8; ++j) s += fmaxf(qf[j] * hi[j], qf[j] * lo[j]);
+#pragma unroll
+      for (int o2 = HALF / 2; o2 > 0; o2 >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o2);
+      const int b = b0 + u * BPW + sub;
+      if (li == 0 && b < nb) out[b] = s;
+    }
+  }
+}
+
+constexpr int kTopkThreads = 1024;
+
+// One CTA per KV head: radix select (4 passes of 8 bits) of the k-th largest key, where forced
+// blocks (sink, local) get the largest key; then an ordered compaction writes the picked
+// blocks ascending. Ties at the threshold go to the lower index, as in the CPU twin.
+__global__ void __launch_bounds__(kTopkThreads)
+    topk_kernel(KvLayerDev kv, SelectParams p, const PassState* st, SelectionDev sel) {
+  using Scan = cub::BlockScan<int, kTopkThreads>;
+  __shared__ typename Scan::TempStorage tmp;
+  __shared__ int hist[256];
+  __shared__ uint32_t s_prefix;
+  __shared__ int s_remaining;
+  const int h = blockIdx.x, tid = threadIdx.x;
+  const int ctx = st->pos0 + 1, bs = kv.block_size, nb = (ctx + bs - 1) / bs;
+  // RESA.md step 6 (resa_budget) and select_top_blocks' forced count, as on the host.
+  const int by_ratio = int(ceil(double(nb) * p.ratio - 1e-9));
+  const int chosen = max(by_ratio, min(nb, p.min_blocks));
+  const int forced_n = min(nb, p.local + (p.sink && nb > p.local ? 1 : 0));
+  const int budget = min(nb, max(chosen, forced_n));
+  const int forced_count = min(nb, p.local) + (p.sink && nb - p.local > 0 ? 1 : 0);
+  const int k = max(budget, min(forced_count, nb));
+  const float* sc = sel.scores + size_t(h) * kv.cap_blocks;
+  auto key_of = [&](int b) -> uint32_t {
+    if ((p.sink && b == 0) || b >= nb - p.local) return 0xffffffffu;
+    const uint32_t u = __float_as_uint(sc[b]);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  };
+  const bool all = k >= nb;
+  uint32_t prefix = 0, mask = 0;
+  int remaining = k;
+  if (!all) {
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      if (tid < 256) hist[tid] = 0;
+      __syncthreads();
+      for (int b = tid; b < nb; b += kTopkThreads) {
+        const uint32_t u = key_of(b);
+        if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 255], 1);
+      }
+      __syncthreads();
+      const int c = tid < 256 ? hist[255 - tid] : 0;
+      int incl;
+      Scan(tmp).InclusiveSum(c, incl);
+      const int excl = incl - c;
+      if (tid < 256 && excl < remaining && incl >= remaining) {
+        s_prefix = prefix | (uint32_t(255 - tid) << shift);
+        s_remaining = remaining - excl;
+      }
+      __syncthreads();
+      prefix = s_prefix;
+      remaining = s_remaining;
+      mask |= 0xffu << shift;
+    }
+  }
+  const uint32_t T = prefix;
+  const int C = (nb + kTopkThreads - 1) / kTopkThreads;
+  const int b0 = min(nb, tid * C), b1 = min(nb, b0 + C);
+  int eq = 0;
+  if (!all)
+    for (int b = b0; b < b1; ++b) eq += key_of(b) == T;
+  int eq_before;
+  __syncthreads();
+  Scan(tmp).ExclusiveSum(eq, eq_before);
+  int cnt = 0, e = eq_before;
+  for (int b = b0; b < b1; ++b) {
+    const uint32_t u = all ? 0u : key_of(b);
+    bool pick = all || u > T;
+    if (!all && u == T) pick = e++ < remaining;
+    cnt += pick;
+  }
+  int out_pos;
+  __syncthreads();
+  Scan(tmp).ExclusiveSum(cnt, out_pos);
+  int* out = sel.blocks + size_t(h) * kv.cap_blocks;
+  e = eq_before;
+  for (int b = b0; b < b1; ++b) {
+    const uint32_t u = all ? 0u : key_of(b);
+    bool pick = all || u > T;
+    if (!all && u == T) pick = e++ < remaining;
+    if (pick) {
+      out[out_pos++] = b;
+      if (sel.hits) atomicAdd(&sel.hits[b], 1u);
+    }
+  }
+  if (tid == 0) sel.count[h] = k;
+}
+
+template <typename F>
+cudaError_t dispatch_d(int d, F&& f) {
+  switch (d) {
+    case 128: return f(std::integral_constant<int, 128>{});
+    case 64: return f(std::integral_constant<int, 64>{});
+    case 32: return f(std::integral_constant<int, 32>{});
+    case 16: return f(std::integral_constant<int, 16>{});
+  }
+  return cudaErrorInvalidValue;
+}
+
+template <int D, typename F>
+cudaError_t dispatch_g(int g, F&& f) {
+  switch (g) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    case 8: return f(std::integral_constant<int, 8>{});
+  }
+  return cudaErrorInvalidValue;
+}
+
+int score_ctas_per_head(const KvLayerDev& kv, int sm_count) {
+  const int blocks_per_cta = (kScoreThreads / 32) * (32 / (kv.head_dim / 4)) * kScoreUnroll;
+  const int need = (kv.cap_blocks + blocks_per_cta - 1) / blocks_per_cta;
+  const int most = (sm_count * 8 + kv.kv_heads - 1) / kv.kv_heads;
+  return need < most ? (need > 0 ? need : 1) : most;
+}
+
+}  // namespace
+
+bool attention_supported(int head_dim, int group) {
+  return (head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128) && group >= 1 &&
+         group <= 8;
+}
+
+cudaError_t kv_write(const KvLayerDev& kv, const float* k, const float* v, int n,
+                     const PassState* st, cudaStream_t s) {
+  kv_write_kernel<<<dim3(n, kv.kv_heads), kv.head_dim, 0, s>>>(kv, k, v, st);
+  summary_kernel<<<dim3(n / kv.block_size + 2, kv.kv_heads), kv.head_dim, 0, s>>>(kv, 0, 0, 0,
+                                                                                   st);
+  return cudaGetLastError();
+}
+
+cudaError_t summaries_recompute(const KvLayerDev& kv, int first, int last, int tokens,
+                                cudaStream_t s) {
+  if (last < first) return cudaSuccess;
+  summary_kernel<<<dim3(last - first + 1, kv.kv_heads), kv.head_dim, 0, s>>>(kv, first, last,
+                                                                             tokens, nullptr);
+  return cudaGetLastError();
+}
+
+int decode_splits(int kv_heads, int sm_count) {
+  const int s = (sm_count * 4) / (kv_heads > 0 ? kv_heads : 1);
+  return s < 1 ? 1 : (s > 128 ? 128 : s);
+}
+
+size_t decode_workspace_floats(int n_heads, int head_dim, int splits) {
+  return size_t(splits) * n_heads * (head_dim + 1);
+}
+
+cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, int n_heads,
+                             float scale, const PassState* st, const SelectionDev* sel,
+                             int splits, float* workspace, cudaStream_t s) {
+  const int group = n_heads / kv.kv_heads;
+  if (!attention_supported(kv.head_dim, group) || n_heads % kv.kv_heads) return cudaErrorInvalidValue;
+  float* part_o = workspace;
+  float* part_lse = workspace + size_t(splits) * n_heads * kv.head_dim;
+  const cudaError_t e = dispatch_d(kv.head_dim, [&](auto dc) {
+    constexpr int D = decltype(dc)::value;
+    return dispatch_g<D>(group, [&](auto gc) {
+      constexpr int G = decltype(gc)::value;
+      decode_kernel<D, G><<<dim3(splits, kv.kv_heads), kDecodeThreads, 0, s>>>(
+          kv, q, scale * kLog2e, st, sel ? sel->blocks : nullptr, sel ? sel->count : nullptr,
+          n_heads, part_o, part_lse);
+      return cudaGetLastError();
+    });
+  });
+  if (e != cudaSuccess) return e;
+  combine_kernel<<<n_heads, kv.head_dim, 0, s>>>(part_o, part_lse, splits, n_heads,
+                                                 kv.head_dim, out);
+  return cudaGetLastError();
+}
+
+cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, int n,
+                              int n_heads, float scale, const PassState* st, int ctx,
+                              int sm_count, float* workspace, size_t workspace_floats,
+                              cudaStream_t s) {
+  const int group = n_heads / kv.kv_heads;
+  if (!attention_supported(kv.head_dim, group)) return cudaErrorInvalidValue;
+  const int qt = kPrefillRows / group;
+  const int qtiles = (n + qt - 1) / qt, ctas = qtiles * kv.kv_heads;
+  // Few queries over a long cache: split the keys until the grid fills the GPU.
+  int splits = 1;
+  if (ctas < 2 * sm_count && workspace) {
+    splits = std::min({64, (4 * sm_count + ctas - 1) / ctas, (ctx + 4 * kPrefillK - 1) / (4 * kPrefillK)});
+    const size_t per_split = size_t(n) * n_heads * (kv.head_dim + 1);
+    splits = int(std::min<size_t>(size_t(std::max(splits, 1)), workspace_floats / per_split));
+    splits = std::max(splits, 1);
+  }
+  float* part_o = workspace;
+  float* part_lse = workspace ? workspace + size_t(splits) * n * n_heads * kv.head_dim : nullptr;
+  const cudaError_t e = dispatch_d(kv.head_dim, [&](auto dc) {
+    constexpr int D = decltype(dc)::value;
+    constexpr size_t smem = prefill_smem_bytes<D>();
+    cudaError_t a = cudaFuncSetAttribute(prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (a != cudaSuccess) return a;
+    prefill_kernel<D><<<dim3(qtiles, kv.kv_heads, splits), kPrefillWarps * 32, smem, s>>>(
+        kv, q, out, n, n_heads, scale * kLog2e, st, part_o, part_lse);
+    return cudaGetLastError();
+  });
+  if (e != cudaSuccess || splits == 1) return e;
+  combine_kernel<<<n * n_heads, kv.head_dim, 0, s>>>(part_o, part_lse, splits, n * n_heads,
+                                                     kv.head_dim, out);
+  return cudaGetLastError();
+}
+
+cudaError_t block_scores(const KvLayerDev& kv, const float* q, int n_heads, float scale,
+                         const PassState* st, float* scores, int sm_count, cudaStream_t s) {
+  const int group = n_heads / kv.kv_heads;
+  return dispatch_d(kv.head_dim, [&](auto dc) {
+    constexpr int D = decltype(dc)::value;
+    scores_kernel<D><<<dim3(score_ctas_per_head(kv, sm_count), kv.kv_heads), kScoreThreads, 0,
+                       s>>>(kv, q, group, scale, st, scores);
+    return cudaGetLastError();
+  });
+}
+
+cudaError_t top_blocks(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
+                       const SelectionDev& sel, cudaStream_t s) {
+  topk_kernel<<<kv.kv_heads, kTopkThreads, 0, s>>>(kv, p, st, sel);
+  return cudaGetLastError();
+}
+
+cudaError_t select_blocks(const KvLayerDev& kv, const float* q, int n_heads, float scale,
+                          const SelectParams& p, const PassState* st, const SelectionDev& sel,
+                          int sm_count, cudaStream_t s) {
+  const cudaError_t e = block_scores(kv, q, n_heads, scale, st, sel.scores, sm_count, s);
+  if (e != cudaSuccess) return e;
+  return top_blocks(kv, p, st, sel, s);
+}
+
+cudaError_t kv_fill_random(const KvLayerDev& kv, int tokens, uint64_t seed, cudaStream_t s) {
+  if (tokens <= 0) return cudaSuccess;
+  fill_kernel<<<4096, 256, 0, s>>>(kv, tokens, seed);
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  return summaries_recompute(kv, 0, (tokens - 1) / kv.block_size, tokens, s);
+}
+
+}  // namespace resa::cuda

@@ -1,0 +1,83 @@
+// Attention over the device KV cache (twins of kernels/cpu/attention.h and block_select.h).
+//
+// One layer's cache, per KV head, is contiguous over positions:
+//   K, V:      [kv_heads][capacity][head_dim] bf16
+//   summaries: [kv_heads][capacity_blocks][2][head_dim] bf16, key min then max (RESA.md step 2;
+//              min / max of bf16 keys are bf16 values, so they are exact).
+// Kernels take head_dim 16, 32, 64 or 128 and GQA groups 1..8 as template parameters; supported()
+// answers with the same selector the launchers use.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/elementwise.h"
+
+namespace resa::cuda {
+
+struct KvLayerDev {
+  uint16_t* k = nullptr;     // [kv_heads][capacity][head_dim]
+  uint16_t* v = nullptr;     // [kv_heads][capacity][head_dim]
+  uint16_t* summ = nullptr;  // [kv_heads][cap_blocks][2][head_dim]
+  int kv_heads = 0, head_dim = 0, block_size = 0, capacity = 0, cap_blocks = 0;
+};
+
+// The selection of one decode step, per KV head (RESA.md steps 3-6).
+struct SelectionDev {
+  float* scores = nullptr;    // [kv_heads][cap_blocks] workspace
+  int* blocks = nullptr;      // [kv_heads][cap_blocks] selected block ids, ascending
+  int* count = nullptr;       // [kv_heads]
+  uint32_t* hits = nullptr;   // [cap_blocks] or null: selections counted per block
+};
+
+struct SelectParams {
+  double ratio = 0.1;
+  int min_blocks = 16;
+  int local = 1;
+  bool sink = true;
+};
+
+bool attention_supported(int head_dim, int group);
+
+// K/V of the pass (k, v: [n][kv_heads][head_dim] f32) stored at positions st->pos0 + i, then
+// the summaries of every block they touch recomputed from positions < st->ctx_end.
+cudaError_t kv_write(const KvLayerDev& kv, const float* k, const float* v, int n,
+                     const PassState* st, cudaStream_t s);
+// Summaries of blocks [first, last] recomputed from positions < tokens.
+cudaError_t summaries_recompute(const KvLayerDev& kv, int first, int last, int tokens,
+                                cudaStream_t s);
+
+// Splits of the split-KV decode for a cache of this many KV heads, and the workspace they need.
+int decode_splits(int kv_heads, int sm_count);
+size_t decode_workspace_floats(int n_heads, int head_dim, int splits);
+
+// Decode (one query at position st->pos0): q, out [n_heads][head_dim] f32. Dense over positions
+// <= pos0, or over the selected blocks when sel is not null. workspace: decode_workspace_floats.
+cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, int n_heads,
+                             float scale, const PassState* st, const SelectionDev* sel,
+                             int splits, float* workspace, cudaStream_t s);
+// Causal attention of n queries at positions st->pos0 + i over the cache (prefill chunks,
+// rectification). q, out: [n][n_heads][head_dim] f32. ctx: the cache length after the pass
+// (sizes the key split); workspace (may be null: no split) holds the split partials.
+cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, int n,
+                              int n_heads, float scale, const PassState* st, int ctx,
+                              int sm_count, float* workspace, size_t workspace_floats,
+                              cudaStream_t s);
+
+// Block scores of the group-mean queries, then the top blocks per KV head (sink and local
+// forced, ties to the lower index), for a decode step at st->pos0. q: [n_heads][head_dim].
+cudaError_t select_blocks(const KvLayerDev& kv, const float* q, int n_heads, float scale,
+                          const SelectParams& p, const PassState* st, const SelectionDev& sel,
+                          int sm_count, cudaStream_t s);
+// Only the scores (for --op timing and the twin test): scores[h][b] for b < ceil(ctx/B).
+cudaError_t block_scores(const KvLayerDev& kv, const float* q, int n_heads, float scale,
+                         const PassState* st, float* scores, int sm_count, cudaStream_t s);
+// Only the top-k over given scores [kv_heads][cap_blocks].
+cudaError_t top_blocks(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
+                       const SelectionDev& sel, cudaStream_t s);
+
+// Benchmarks: positions [0, tokens) of the layer get pseudo-random K/V and exact summaries.
+cudaError_t kv_fill_random(const KvLayerDev& kv, int tokens, uint64_t seed, cudaStream_t s);
+
+}  // namespace resa::cuda

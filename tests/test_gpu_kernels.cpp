@@ -1,0 +1,458 @@
+// ctest-labels: gpu
+// ctest-link: resa_engine
+// Every CUDA kernel against its CPU twin (STYLE.md 1): random inputs over a table of shapes
+// (awkward lengths 1, 3, 9, 27, 81, 129, 257, ..., one block, partial last block, GQA 1..8,
+// head_dim 64 / 128), a normalised error with a tolerance per op, guard bytes around every
+// output, and any NaN fails. Skips cleanly without a CUDA device or without the CUDA build.
+#include <QtTest>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "engine/cuda_backend.h"
+#include "engine/dtype.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/block_select.h"
+#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/linear.h"
+
+#if defined(RESA_HAVE_CUDA)
+#include <cuda_runtime_api.h>
+
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/gemv.h"
+#endif
+
+namespace {
+
+// ||a - b|| / ||b||, or inf when a holds a NaN.
+double rel_l2(const float* a, const float* b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    num += double(a[i] - b[i]) * double(a[i] - b[i]);
+    den += double(b[i]) * double(b[i]);
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+std::vector<float> randn(size_t n, std::mt19937_64& rng, float scale = 1.f) {
+  std::normal_distribution<float> nd(0.f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = nd(rng);
+  return v;
+}
+
+// Rounds to bf16 values so both sides read identical numbers.
+std::vector<float> bf16_round(std::vector<float> v) {
+  for (float& x : v) x = resa::bf16_to_f32(resa::f32_to_bf16(x));
+  return v;
+}
+
+std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
+  std::vector<uint16_t> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i) o[i] = resa::f32_to_bf16(v[i]);
+  return o;
+}
+
+}  // namespace
+
+#if defined(RESA_HAVE_CUDA)
+namespace {
+
+#define CK(call) QVERIFY2((call) == cudaSuccess, #call)
+
+constexpr size_t kGuard = 64;           // guard elements each side of an output
+constexpr uint32_t kSentinel = 0x7fc0dead;  // a NaN payload no kernel writes
+
+// Device memory with guard regions around the payload, freed on scope exit.
+template <typename T>
+class Dev {
+ public:
+  explicit Dev(size_t n) : n_(n) {
+    cudaMalloc(&raw_, (n + 2 * kGuard) * sizeof(T) + 64);
+    std::vector<uint32_t> pat(((n + 2 * kGuard) * sizeof(T) + 3) / 4, kSentinel);
+    cudaMemcpy(raw_, pat.data(), pat.size() * 4, cudaMemcpyHostToDevice);
+  }
+  ~Dev() { cudaFree(raw_); }
+  T* get() const { return reinterpret_cast<T*>(static_cast<char*>(raw_) + kGuard * sizeof(T)); }
+  void put(const std::vector<T>& v) { cudaMemcpy(get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice); }
+  std::vector<T> take() const {
+    std::vector<T> v(n_);
+    cudaMemcpy(v.data(), get(), n_ * sizeof(T), cudaMemcpyDeviceToHost);
+    return v;
+  }
+  // True when the guard regions still hold the sentinel.
+  bool guards_intact() const {
+    std::vector<uint32_t> all(((n_ + 2 * kGuard) * sizeof(T) + 3) / 4);
+    cudaMemcpy(all.data(), raw_, all.size() * 4, cudaMemcpyDeviceToHost);
+    const size_t g = kGuard * sizeof(T) / 4, end = (kGuard + n_) * sizeof(T);
+    for (size_t i = 0; i < g; ++i)
+      if (all[i] != kSentinel) return false;
+    for (size_t i = (end + 3) / 4; i + 1 < all.size(); ++i)
+      if (all[i] != kSentinel) return false;
+    return true;
+  }
+
+ private:
+  void* raw_ = nullptr;
+  size_t n_;
+};
+
+// A KV cache layer with the same bf16 values on both sides: host pages for the CPU twin,
+// the device layout of kernels/cuda/attention.h for the CUDA kernels.
+struct TwinKv {
+  int kvh, d, bs, ctx, cap, nb;
+  std::vector<float> pages;
+  std::vector<float*> blocks;
+  resa::cpu::KvLayerView view;
+  std::unique_ptr<Dev<uint16_t>> k, v, summ;
+  resa::cuda::KvLayerDev dev;
+
+  TwinKv(int kvh_, int d_, int bs_, int ctx_, std::mt19937_64& rng)
+      : kvh(kvh_), d(d_), bs(bs_), ctx(ctx_), cap(ctx_ + 5), nb((ctx_ + bs_ - 1) / bs_) {
+    const int cap_blocks = (cap + bs - 1) / bs;
+    const size_t page = resa::cpu::KvLayerView::page_floats(kvh, bs, d);
+    pages.assign(page * cap_blocks, 0.f);
+    for (int b = 0; b < cap_blocks; ++b) blocks.push_back(pages.data() + b * page);
+    view = resa::cpu::KvLayerView{blocks.data(), cap_blocks, bs, d, kvh};
+    std::vector<float> kf = bf16_round(randn(size_t(kvh) * cap * d, rng));
+    std::vector<float> vf = bf16_round(randn(size_t(kvh) * cap * d, rng));
+    for (int h = 0; h < kvh; ++h)
+      for (int p = 0; p < ctx; ++p)
+        for (int x = 0; x < d; ++x) {
+          view.k(p / bs, h)[(p % bs) * d + x] = kf[(size_t(h) * cap + p) * d + x];
+          view.v(p / bs, h)[(p % bs) * d + x] = vf[(size_t(h) * cap + p) * d + x];
+        }
+    for (int b = 0; b < nb; ++b) resa::cpu::block_summary_recompute(view, b, std::min(bs, ctx - b * bs));
+    k = std::make_unique<Dev<uint16_t>>(kf.size());
+    v = std::make_unique<Dev<uint16_t>>(vf.size());
+    summ = std::make_unique<Dev<uint16_t>>(size_t(kvh) * cap_blocks * 2 * d);
+    k->put(to_bf16(kf));
+    v->put(to_bf16(vf));
+    dev = resa::cuda::KvLayerDev{k->get(), v->get(), summ->get(), kvh, d, bs, cap, cap_blocks};
+    resa::cuda::summaries_recompute(dev, 0, nb - 1, ctx, nullptr);
+  }
+};
+
+struct DevState {
+  Dev<resa::cuda::PassState> mem{1};
+  DevState(int pos0, int n, int ctx_end) { mem.put({resa::cuda::PassState{pos0, n, ctx_end, 0}}); }
+  const resa::cuda::PassState* get() const { return mem.get(); }
+};
+
+}  // namespace
+#endif
+
+class TestGpuKernels : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void initTestCase() {
+    std::string why;
+    if (!resa::cuda_usable(0, &why)) QSKIP(qPrintable(QString::fromStdString("no CUDA: " + why)));
+  }
+
+#if defined(RESA_HAVE_CUDA)
+  void gemv_matches_cpu_matmul_data() {
+    QTest::addColumn<int>("k");
+    QTest::addColumn<int>("m");
+    QTest::addColumn<int>("segments");
+    for (auto [k, m] : {std::pair{8, 1}, {64, 3}, {256, 129}, {1000, 37}, {4096, 1024}, {2052, 81}})
+      for (int s : {1, 3}) QTest::addRow("k%d_m%d_seg%d", k, m, s) << k << m << s;
+  }
+  void gemv_matches_cpu_matmul() {
+    QFETCH(int, k);
+    QFETCH(int, m);
+    QFETCH(int, segments);
+    std::mt19937_64 rng(k * 7 + m);
+    const std::vector<float> x = randn(k, rng);
+    Dev<float> dx(k);
+    dx.put(x);
+    std::vector<std::unique_ptr<Dev<uint16_t>>> dw;
+    std::vector<std::unique_ptr<Dev<float>>> dy, db;
+    std::vector<std::vector<float>> ref;
+    resa::cuda::GemvSegment seg[4];
+    for (int s = 0; s < segments; ++s) {
+      const int rows = m + s;
+      const std::vector<uint16_t> w = to_bf16(randn(size_t(rows) * k, rng, 0.1f));
+      const std::vector<float> bias = randn(rows, rng);
+      std::vector<float> y(rows);
+      resa::cpu::matmul_bf16(x.data(), 1, k, w.data(), rows, s == 1 ? bias.data() : nullptr, y.data());
+      ref.push_back(y);
+      dw.push_back(std::make_unique<Dev<uint16_t>>(w.size()));
+      dw.back()->put(w);
+      dy.push_back(std::make_unique<Dev<float>>(rows));
+      db.push_back(std::make_unique<Dev<float>>(rows));
+      db.back()->put(bias);
+      seg[s] = {dw.back()->get(), s == 1 ? db.back()->get() : nullptr, dy.back()->get(), rows};
+    }
+    CK(resa::cuda::gemv_bf16(dx.get(), k, seg, segments, nullptr));
+    CK(cudaDeviceSynchronize());
+    for (int s = 0; s < segments; ++s) {
+      const std::vector<float> got = dy[s]->take();
+      const double e = rel_l2(got.data(), ref[s].data(), got.size());
+      QVERIFY2(e < 1e-5, qPrintable(QString("segment %1: error %2").arg(s).arg(e)));
+      QVERIFY2(dy[s]->guards_intact(), "gemv wrote outside its output");
+    }
+  }
+
+  void rowwise_ops_match_cpu() {
+    std::mt19937_64 rng(3);
+    for (int d : {64, 257, 4096}) {
+      const int n = 5;
+      std::vector<float> x = randn(size_t(n) * d, rng), w = randn(d, rng);
+      std::vector<float> ref(x.size());
+      resa::cpu::rmsnorm(x.data(), w.data(), n, d, 1e-5f, ref.data());
+      Dev<float> dx(x.size()), dw(d), dout(x.size());
+      dx.put(x);
+      dw.put(w);
+      CK(resa::cuda::rmsnorm(dx.get(), dw.get(), n, d, 1e-5f, dout.get(), nullptr));
+      std::vector<float> got = dout.take();
+      QVERIFY2(rel_l2(got.data(), ref.data(), ref.size()) < 1e-6, "rmsnorm");
+      QVERIFY(dout.guards_intact());
+      // silu * up and residual add
+      std::vector<float> up = randn(x.size(), rng), g = x;
+      resa::cpu::silu_mul(g.data(), up.data(), int64_t(g.size()));
+      Dev<float> dup(up.size());
+      dup.put(up);
+      CK(resa::cuda::silu_mul(dx.get(), dup.get(), int64_t(x.size()), nullptr));
+      got = dx.take();
+      QVERIFY2(rel_l2(got.data(), g.data(), g.size()) < 1e-6, "silu_mul");
+      QVERIFY(dx.guards_intact());
+    }
+    for (int hd : {64, 128}) {
+      const int n = 7, heads = 5, pos0 = 1000;
+      std::vector<float> x = randn(size_t(n) * heads * hd, rng), inv(hd / 2);
+      for (int i = 0; i < hd / 2; ++i) inv[i] = 1.0f / std::pow(10000.f, float(2 * i) / hd);
+      std::vector<int> pos(n);
+      for (int i = 0; i < n; ++i) pos[i] = pos0 + i;
+      std::vector<float> ref = x;
+      resa::cpu::rope(ref.data(), n, heads, hd, pos.data(), inv.data());
+      Dev<float> dx(x.size()), dinv(inv.size());
+      dx.put(x);
+      dinv.put(inv);
+      DevState st(pos0, n, pos0 + n);
+      CK(resa::cuda::rope(dx.get(), n, heads, hd, st.get(), dinv.get(), nullptr));
+      const std::vector<float> got = dx.take();
+      const double e = rel_l2(got.data(), ref.data(), ref.size());
+      QVERIFY2(e < 1e-5, qPrintable(QString("rope hd %1: %2").arg(hd).arg(e)));
+    }
+  }
+
+  void attention_matches_cpu_data() {
+    QTest::addColumn<int>("ctx");
+    QTest::addColumn<int>("group");
+    QTest::addColumn<int>("head_dim");
+    QTest::addColumn<int>("block");
+    for (int ctx : {1, 3, 9, 16, 27, 81, 129, 257, 1000, 3001})
+      for (int group : {1, 2, 4, 8})
+        for (int hd : {16, 32, 64, 128}) QTest::addRow("ctx%d_gqa%d_hd%d", ctx, group, hd) << ctx << group << hd << 16;
+    QTest::addRow("ctx100_gqa3_hd128_block7") << 100 << 3 << 128 << 7;
+  }
+  // Dense decode, block-sparse decode (FlashInfer's reference: dense attention with the block
+  // mask, here the CPU kernel given the same blocks) and chunked prefill, each against the
+  // CPU twin on the same bf16 K/V.
+  void attention_matches_cpu() {
+    QFETCH(int, ctx);
+    QFETCH(int, group);
+    QFETCH(int, head_dim);
+    QFETCH(int, block);
+    const int kvh = 2, heads = kvh * group, d = head_dim;
+    std::mt19937_64 rng(ctx * 131 + group * 7 + d);
+    TwinKv kv(kvh, d, block, ctx, rng);
+    const float scale = 1.0f / std::sqrt(float(d));
+    const int splits = resa::cuda::decode_splits(kvh, 132);
+    Dev<float> ws(resa::cuda::decode_workspace_floats(heads, d, splits));
+
+    // Dense decode at position ctx - 1.
+    std::vector<float> q = randn(size_t(heads) * d, rng), ref(q.size());
+    resa::cpu::AttentionArgs a;
+    a.q = q.data(), a.out = ref.data(), a.nq = 1, a.pos0 = ctx - 1, a.n_heads = heads;
+    a.kv = kv.view, a.scale = scale;
+    resa::cpu::attention(a);
+    Dev<float> dq(q.size()), dout(q.size());
+    dq.put(q);
+    DevState st(ctx - 1, 1, ctx);
+    CK(resa::cuda::attention_decode(kv.dev, dq.get(), dout.get(), heads, scale, st.get(), nullptr,
+                                    splits, ws.get(), nullptr));
+    std::vector<float> got = dout.take();
+    double e = rel_l2(got.data(), ref.data(), ref.size());
+    QVERIFY2(e < 2e-5, qPrintable(QString("dense decode error %1").arg(e)));
+    QVERIFY(dout.guards_intact());
+
+    // Sparse decode over a random selection per KV head (always the last block).
+    std::vector<std::vector<int>> sel(kvh);
+    std::vector<int> flat(size_t(kvh) * kv.dev.cap_blocks, 0), count(kvh);
+    std::vector<const int*> ptr(kvh);
+    for (int h = 0; h < kvh; ++h) {
+      for (int b = 0; b < kv.nb; ++b)
+        if (b == kv.nb - 1 || rng() % 3 == 0) sel[h].push_back(b);
+      ptr[h] = sel[h].data();
+      count[h] = int(sel[h].size());
+      std::copy(sel[h].begin(), sel[h].end(), flat.begin() + size_t(h) * kv.dev.cap_blocks);
+    }
+    a.selected = ptr.data();
+    a.n_selected = count.data();
+    resa::cpu::attention(a);
+    Dev<int> dsel(flat.size()), dcount(kvh);
+    dsel.put(flat);
+    dcount.put(count);
+    resa::cuda::SelectionDev sd;
+    sd.blocks = dsel.get();
+    sd.count = dcount.get();
+    CK(resa::cuda::attention_decode(kv.dev, dq.get(), dout.get(), heads, scale, st.get(), &sd,
+                                    splits, ws.get(), nullptr));
+    got = dout.take();
+    e = rel_l2(got.data(), ref.data(), ref.size());
+    QVERIFY2(e < 2e-5, qPrintable(QString("sparse decode error %1").arg(e)));
+
+    // Chunked causal prefill of the last n positions.
+    const int n = std::min(ctx, 37), pos0 = ctx - n;
+    std::vector<float> qn = randn(size_t(n) * heads * d, rng), refn(qn.size());
+    a = {};
+    a.q = qn.data(), a.out = refn.data(), a.nq = n, a.pos0 = pos0, a.n_heads = heads;
+    a.kv = kv.view, a.scale = scale;
+    resa::cpu::attention(a);
+    Dev<float> dqn(qn.size()), doutn(qn.size());
+    dqn.put(qn);
+    DevState stn(pos0, n, ctx);
+    // Without and with the key split (a rectification-sized chunk over a long cache).
+    for (bool split : {false, true}) {
+      Dev<float> pws(size_t(1) << 20);
+      CK(resa::cuda::attention_prefill(kv.dev, dqn.get(), doutn.get(), n, heads, scale, stn.get(), ctx,
+                                       132, split ? pws.get() : nullptr, size_t(1) << 20, nullptr));
+      got = doutn.take();
+      e = rel_l2(got.data(), refn.data(), refn.size());
+      QVERIFY2(e < 2e-5, qPrintable(QString("prefill (split %1) error %2").arg(split).arg(e)));
+      QVERIFY(doutn.guards_intact());
+    }
+  }
+
+  void selection_matches_cpu_data() {
+    QTest::addColumn<int>("ctx");
+    QTest::addColumn<int>("group");
+    QTest::addColumn<int>("head_dim");
+    QTest::addColumn<bool>("ties");
+    for (int ctx : {1, 16, 17, 81, 257, 1000, 5000, 40000})
+      for (int group : {1, 4, 8})
+        for (int hd : {16, 64, 128})
+          for (bool ties : {false, true})
+            QTest::addRow("ctx%d_gqa%d_hd%d%s", ctx, group, hd, ties ? "_ties" : "") << ctx << group << hd << ties;
+  }
+  // Summaries (exact), scores (f32 rounding), and top-k (exact, ties to the lower index) with
+  // the CPU's select_top_blocks run on the GPU's scores.
+  void selection_matches_cpu() {
+    QFETCH(int, ctx);
+    QFETCH(int, group);
+    QFETCH(int, head_dim);
+    QFETCH(bool, ties);
+    const int kvh = 2, heads = kvh * group, d = head_dim, bs = 16;
+    std::mt19937_64 rng(ctx + group * 1000 + d);
+    TwinKv kv(kvh, d, bs, ctx, rng);
+    // Summaries written by the GPU equal the CPU's.
+    const std::vector<uint16_t> summ = kv.summ->take();
+    for (int h = 0; h < kvh; ++h)
+      for (int b = 0; b < kv.nb; ++b)
+        for (int x = 0; x < d; ++x) {
+          const size_t o = (size_t(h) * kv.dev.cap_blocks + b) * 2 * d;
+          QCOMPARE(resa::bf16_to_f32(summ[o + x]), kv.view.kmin(b, h)[x]);
+          QCOMPARE(resa::bf16_to_f32(summ[o + d + x]), kv.view.kmax(b, h)[x]);
+        }
+    std::vector<float> q = randn(size_t(heads) * d, rng);
+    const float scale = 1.0f / std::sqrt(float(d));
+    Dev<float> dq(q.size()), dscores(size_t(kvh) * kv.dev.cap_blocks);
+    dq.put(q);
+    DevState st(ctx - 1, 1, ctx);
+    CK(resa::cuda::block_scores(kv.dev, dq.get(), heads, scale, st.get(), dscores.get(), 132, nullptr));
+    std::vector<float> scores = dscores.take();
+    for (int h = 0; h < kvh; ++h) {
+      std::vector<float> qsel(d, 0.f), ref(kv.nb);
+      for (int j = 0; j < group; ++j)
+        for (int x = 0; x < d; ++x) qsel[x] += q[size_t(h * group + j) * d + x];
+      for (float& x : qsel) x *= scale / float(group);
+      resa::cpu::block_scores(kv.view, h, kv.nb, qsel.data(), ref.data());
+      const double e = rel_l2(scores.data() + size_t(h) * kv.dev.cap_blocks, ref.data(), kv.nb);
+      QVERIFY2(e < 1e-5, qPrintable(QString("scores head %1: %2").arg(h).arg(e)));
+    }
+    if (ties) {  // many equal scores: the threshold's ties must go to the lower index
+      for (int h = 0; h < kvh; ++h)
+        for (int b = 0; b < kv.nb; ++b) scores[size_t(h) * kv.dev.cap_blocks + b] = float(b % 5);
+      dscores.put(scores);
+    }
+    for (auto [ratio, min_blocks, local, sink] :
+         {std::tuple{0.1, 16, 1, true}, {0.05, 3, 2, false}, {0.3, 1, 1, true}}) {
+      resa::cuda::SelectParams sp{ratio, min_blocks, local, sink};
+      Dev<int> dblocks(size_t(kvh) * kv.dev.cap_blocks), dcount(kvh);
+      Dev<uint32_t> dhits(kv.dev.cap_blocks);
+      cudaMemset(dhits.get(), 0, kv.dev.cap_blocks * 4);
+      resa::cuda::SelectionDev sd{dscores.get(), dblocks.get(), dcount.get(), dhits.get()};
+      CK(resa::cuda::top_blocks(kv.dev, sp, st.get(), sd, nullptr));
+      const std::vector<int> blocks = dblocks.take(), count = dcount.take();
+      const std::vector<uint32_t> hits = dhits.take();
+      resa::ResaParams rp;
+      rp.ratio = ratio, rp.min_blocks = min_blocks, rp.local = local, rp.sink = sink;
+      const int budget = resa::resa_budget(kv.nb, rp);
+      std::vector<uint32_t> ref_hits(kv.nb, 0);
+      for (int h = 0; h < kvh; ++h) {
+        std::vector<int> out(kv.nb), scratch(kv.nb);
+        const int k = resa::cpu::select_top_blocks(scores.data() + size_t(h) * kv.dev.cap_blocks,
+                                                   kv.nb, budget, sink, local, out.data(), scratch.data());
+        QCOMPARE(count[h], k);
+        for (int i = 0; i < k; ++i) {
+          QCOMPARE(blocks[size_t(h) * kv.dev.cap_blocks + i], out[i]);
+          ++ref_hits[out[i]];
+        }
+      }
+      for (int b = 0; b < kv.nb; ++b) QCOMPARE(hits[b], ref_hits[b]);
+      QVERIFY(dblocks.guards_intact());
+    }
+  }
+
+  // kv_write stores the pass's K/V and keeps the touched blocks' summaries exact, also for a
+  // rewrite inside the cache (rectification) and a partial last block.
+  void kv_write_updates_touched_summaries() {
+    std::mt19937_64 rng(11);
+    const int kvh = 2, d = 64, bs = 16, ctx = 70;
+    TwinKv kv(kvh, d, bs, ctx, rng);
+    const int pos0 = 29, n = 41;  // rewrites 29..69: blocks 1..4, the last one partial
+    std::vector<float> k = bf16_round(randn(size_t(n) * kvh * d, rng));
+    std::vector<float> v = bf16_round(randn(size_t(n) * kvh * d, rng));
+    Dev<float> dk(k.size()), dv(v.size());
+    dk.put(k);
+    dv.put(v);
+    DevState st(pos0, n, ctx);
+    CK(resa::cuda::kv_write(kv.dev, dk.get(), dv.get(), n, st.get(), nullptr));
+    for (int i = 0; i < n; ++i)
+      for (int h = 0; h < kvh; ++h)
+        for (int x = 0; x < d; ++x) {
+          const int p = pos0 + i;
+          kv.view.k(p / bs, h)[(p % bs) * d + x] = k[(size_t(i) * kvh + h) * d + x];
+          kv.view.v(p / bs, h)[(p % bs) * d + x] = v[(size_t(i) * kvh + h) * d + x];
+        }
+    for (int b = 0; b < kv.nb; ++b) resa::cpu::block_summary_recompute(kv.view, b, std::min(bs, ctx - b * bs));
+    const std::vector<uint16_t> kd = kv.k->take(), summ = kv.summ->take();
+    for (int h = 0; h < kvh; ++h) {
+      for (int p = 0; p < ctx; ++p)
+        for (int x = 0; x < d; ++x)
+          QCOMPARE(resa::bf16_to_f32(kd[(size_t(h) * kv.cap + p) * d + x]), kv.view.k(p / bs, h)[(p % bs) * d + x]);
+      for (int b = 0; b < kv.nb; ++b)
+        for (int x = 0; x < d; ++x) {
+          const size_t o = (size_t(h) * kv.dev.cap_blocks + b) * 2 * d;
+          QCOMPARE(resa::bf16_to_f32(summ[o + x]), kv.view.kmin(b, h)[x]);
+          QCOMPARE(resa::bf16_to_f32(summ[o + d + x]), kv.view.kmax(b, h)[x]);
+        }
+    }
+    QVERIFY(kv.k->guards_intact());
+    QVERIFY(kv.summ->guards_intact());
+  }
+#else
+  void cuda_not_built() { QSKIP("this build has no CUDA backend (RESA_HAVE_CUDA is off)"); }
+#endif
+};
+
+QTEST_APPLESS_MAIN(TestGpuKernels)
+#include "test_gpu_kernels.moc"

@@ -1,0 +1,129 @@
+// The conversation as a column of message widgets. Each message renders its own Markdown
+// (QTextDocument::setMarkdown) with shaded code blocks; a streaming answer re-renders only
+// itself, at most every 80 ms, so a long chat costs nothing per token. Finished answers show
+// their mode and statistics; the heat map overlay colours the passages an answer read.
+#pragma once
+
+#include <QFrame>
+#include <QPointer>
+#include <QScrollArea>
+#include <QTextBrowser>
+#include <QTimer>
+#include <QVector>
+
+#include "app/lib/app_types.h"
+#include "app/lib/conversation_store.h"
+
+class QLabel;
+class QToolButton;
+class QVBoxLayout;
+
+namespace resa::ui {
+
+// A read-only text view as tall as its content (no scroll bar of its own).
+class MessageBody : public QTextBrowser {
+  Q_OBJECT
+ public:
+  explicit MessageBody(QWidget* parent = nullptr);
+  QSize sizeHint() const override;
+  QSize minimumSizeHint() const override;
+
+ protected:
+  void resizeEvent(QResizeEvent* e) override;
+  void wheelEvent(QWheelEvent* e) override;
+
+ private:
+  void fitHeight();
+};
+
+class MessageWidget : public QFrame {
+  Q_OBJECT
+ public:
+  MessageWidget(const app::MessageRecord& record, QWidget* parent = nullptr);
+
+  qint64 messageId() const { return record_.id; }
+  const app::MessageRecord& record() const { return record_; }
+  QString role() const { return record_.role; }
+  QString text() const { return text_; }
+  bool isStreaming() const { return streaming_; }
+  QString statsText() const;
+
+  void setStreaming(bool on);
+  void appendText(const QString& chunk);
+  void setText(const QString& text);
+  void setFinished(const QString& text, const QString& mode, const QJsonObject& stats);
+  void setRecord(const app::MessageRecord& r);
+  void setActions(bool canEdit, bool canRegenerate);
+  void setSelected(bool on);
+  void setNotice(const QString& text);  // e.g. "stopped" or an error under the answer
+  // Heat spans in character offsets of text(); values 0..1. Empty clears the overlay.
+  void setHeat(const QVector<QPair<QPair<int, int>, double>>& spans);
+
+ signals:
+  void activated(qint64 messageId);
+  void editRequested(qint64 messageId);
+  void regenerateRequested(qint64 messageId);
+  void versionRequested(qint64 messageId, int delta);
+
+ protected:
+  void mousePressEvent(QMouseEvent* e) override;
+  bool eventFilter(QObject* o, QEvent* e) override;
+
+ private:
+  void render();
+  void updateHeader();
+
+  app::MessageRecord record_;
+  QString text_;
+  bool streaming_ = false;
+  QLabel* role_;
+  QLabel* modeChip_;
+  QLabel* versionLabel_;
+  QToolButton* prevVersion_;
+  QToolButton* nextVersion_;
+  QToolButton* copy_;
+  QToolButton* edit_;
+  QToolButton* regenerate_;
+  MessageBody* body_;
+  QLabel* footer_;
+  QLabel* notice_;
+  QTimer renderTimer_;
+  QVector<QPair<QPair<int, int>, double>> heat_;
+};
+
+class ChatView : public QScrollArea {
+  Q_OBJECT
+ public:
+  explicit ChatView(QWidget* parent = nullptr);
+
+  void clear();
+  MessageWidget* addMessage(const app::MessageRecord& r);
+  void removeFrom(qint64 messageId);  // that message and every later one
+  MessageWidget* message(qint64 id) const;
+  MessageWidget* lastMessage(const QString& role = {}) const;
+  QVector<MessageWidget*> messages() const;
+  void updateActions(bool busy);  // Edit on the last user message, Regenerate on the last answer
+  void scrollToBottom();
+  void setSelectedMessage(qint64 id);
+  void clearHeat();
+
+ signals:
+  void activated(qint64 messageId);
+  void editRequested(qint64 messageId);
+  void regenerateRequested(qint64 messageId);
+  void versionRequested(qint64 messageId, int delta);
+
+ private:
+  void followIfAtBottom();
+
+  QWidget* column_;
+  QVBoxLayout* layout_;
+  QVector<MessageWidget*> messages_;
+  bool stickToBottom_ = true;
+};
+
+// Markdown with shaded code blocks.
+void renderMarkdown(QTextDocument* doc, const QString& markdown);
+QString statsSummary(const app::AnswerStats& s);
+
+}  // namespace resa::ui

@@ -1,0 +1,60 @@
+// Attached documents with their token counts, and the text of one with the heat map overlay
+// (issue 3 item 5): how often the answer's sparse steps selected the KV blocks of each passage,
+// from the worker's AnswerStats::heat spans (character ranges of the document).
+#pragma once
+
+#include <QList>
+#include <QWidget>
+
+#include "app/lib/app_types.h"
+#include "app/lib/conversation_store.h"
+
+class QComboBox;
+class QLabel;
+class QPlainTextEdit;
+
+namespace resa::ui {
+
+// Joins hard-wrapped lines of prose for display, keeping every character offset.
+QString reflowForDisplay(const QString& text);
+
+class HeatLegend : public QWidget {
+  Q_OBJECT
+ public:
+  using QWidget::QWidget;
+  QSize sizeHint() const override { return {160, 14}; }
+
+ protected:
+  void paintEvent(QPaintEvent* e) override;
+};
+
+class DocumentPanel : public QWidget {
+  Q_OBJECT
+ public:
+  explicit DocumentPanel(QWidget* parent = nullptr);
+
+  void setDocuments(const QList<app::DocumentRecord>& docs, bool estimatedCounts);
+  // Spans of kind "document" (index into the documents), hits normalised by `maxHits`.
+  void setHeat(const QList<app::HeatSpan>& spans, double maxHits, const QString& caption);
+  void clearHeat();
+  void showDocument(int index);
+  int documentCount() const { return int(docs_.size()); }
+  int heatSpanCount() const { return int(heat_.size()); }
+  QPlainTextEdit* viewer() const { return viewer_; }
+
+ private:
+  void applyHeat();
+
+  QList<app::DocumentRecord> docs_;
+  QList<app::HeatSpan> heat_;
+  double maxHits_ = 0;
+  QComboBox* picker_;
+  QLabel* caption_;
+  QLabel* empty_;
+  QPlainTextEdit* viewer_;
+  HeatLegend* legend_;
+  QWidget* legendRow_;
+  int current_ = -1;
+};
+
+}  // namespace resa::ui

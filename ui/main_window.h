@@ -1,0 +1,189 @@
+// ReSA Chat's main window: conversations on the left, the chat with its composer in the middle,
+// live statistics and the document heat map on the right; the model, the decoding mode, Compare
+// and Settings in the toolbar; the model and its backend in the status bar. It talks to the
+// engine only through EngineThread's non-blocking calls and the worker's queued signals.
+#pragma once
+
+#include <QHash>
+#include <QMainWindow>
+#include <QPointer>
+#include <QTimer>
+
+#include <memory>
+
+#include "app/lib/app_types.h"
+#include "app/lib/conversation_store.h"
+#include "app/lib/engine_worker.h"
+#include "app/lib/settings.h"
+
+class QAction;
+class QActionGroup;
+class QLabel;
+class QProgressBar;
+class QStackedWidget;
+class QTabWidget;
+
+namespace resa::ui {
+
+class Banner;
+class ChatView;
+class Composer;
+class CompareView;
+class ContextGauge;
+class ConversationList;
+class DocumentPanel;
+class EmptyState;
+class MessageWidget;
+class SettingsDialog;
+class StatsPanel;
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+ public:
+  MainWindow(app::ConversationStore* store, app::Settings* settings, app::EngineThread* engine,
+             QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  // Loads the last model, else the bundled demo model, else shows the first-run state.
+  void start();
+  void loadModel(const app::ModelSource& source);
+  // Returns an error message, or "" when `dir` looks like a model folder we can load.
+  static QString validateModelFolder(const QString& dir);
+
+  // The user actions, callable from tests and the screenshot driver.
+  void newConversation();
+  void openConversation(qint64 id);
+  void sendMessage(const QString& text);
+  void stopGenerating();
+  void regenerate(qint64 answerId);
+  void editMessage(qint64 userMessageId);
+  bool attachFile(const QString& path, QString* error = nullptr);
+  void setMode(DecodeMode mode);
+  void setHeatMapVisible(bool on);
+  void selectAnswer(qint64 answerId);
+  CompareView* showCompare();
+  SettingsDialog* settingsDialog();  // built on demand, not shown
+  void openSettings();
+
+  // State, for tests.
+  bool isGenerating() const { return activeRequest_ != 0; }
+  bool isModelLoaded() const { return modelLoaded_; }
+  qint64 currentConversation() const { return conversationId_; }
+  DecodeMode mode() const;
+  DecodeMode lastRequestMode() const { return lastRequestMode_; }
+  ChatView* chatView() const { return chat_; }
+  Composer* composer() const { return composer_; }
+  StatsPanel* statsPanel() const { return stats_; }
+  DocumentPanel* documentPanel() const { return documents_; }
+  ConversationList* conversationList() const { return sidebar_; }
+  Banner* banner() const { return banner_; }
+  QAction* modeAction(DecodeMode mode) const;
+  const app::ModelInfo& modelInfo() const { return modelInfo_; }
+
+  // Token count shown for an attachment before the model has tokenised it.
+  int estimateTokens(const QString& text) const;
+  static QString readDocument(const QString& path, QString* error);
+
+ signals:
+  void answerFinished(qint64 messageId);
+  void modelReady();
+  void comparisonFinished();
+
+ protected:
+  void closeEvent(QCloseEvent* e) override;
+  void dragEnterEvent(QDragEnterEvent* e) override;
+  void dropEvent(QDropEvent* e) override;
+  void keyPressEvent(QKeyEvent* e) override;
+
+ private:
+  struct Pending {
+    app::GenerateRequest request;
+    QList<qint64> messageIds;  // history + the user message, as the heat spans index them
+    qint64 answerId = 0;
+  };
+
+  void buildActions();
+  void buildLayout();
+  void connectEngine();
+  void ensureConversation(const QString& titleHint);
+  void reloadDocuments();
+  void reloadMessages();
+  void startAnswer(qint64 userId, const QString& userText, const QList<MessageWidget*>& before);
+  void setBusy(bool busy);
+  void updateCenter();
+  void updateStatus();
+  void showError(const QString& message, const QString& action = {});
+  void flash(const QString& message, int ms = 5000);
+  void applyHeatFor(qint64 answerId);
+  QList<qint64> historyIdsBefore(qint64 userId) const;
+  void runCompare();
+  app::GenerationSettings currentGeneration() const;
+  void chooseModelFolder();
+  void chooseDocuments();
+
+  void onModelLoading(const QString& what, double fraction);
+  void onModelLoaded(const app::ModelInfo& info);
+  void onModelLoadFailed(const QString& message);
+  void onEngineFailed(const QString& message);
+  void onGenerationStarted(const app::GenerationStart& s);
+  void onPrefill(qint64 id, int done, int total);
+  void onToken(qint64 id, const QString& text);
+  void onStepStats(qint64 id, const app::LiveStats& s);
+  void onRectification(qint64 id, const app::RectificationInfo& r);
+  void onOverflow(const app::ContextOverflow& o);
+  void onFinished(qint64 id, const QString& text, const app::AnswerStats& stats);
+  void onError(qint64 id, const QString& message);
+
+  app::ConversationStore* store_;
+  app::Settings* settings_;
+  app::EngineThread* engine_;
+
+  ConversationList* sidebar_ = nullptr;
+  ChatView* chat_ = nullptr;
+  EmptyState* empty_ = nullptr;
+  QStackedWidget* center_ = nullptr;
+  Banner* banner_ = nullptr;
+  Composer* composer_ = nullptr;
+  QTabWidget* side_ = nullptr;
+  StatsPanel* stats_ = nullptr;
+  DocumentPanel* documents_ = nullptr;
+  QPointer<CompareView> compare_;
+  QPointer<SettingsDialog> settingsDialog_;
+
+  QAction* openModelAction_ = nullptr;
+  QAction* tinyAction_ = nullptr;
+  QAction* attachAction_ = nullptr;
+  QAction* heatAction_ = nullptr;
+  QAction* compareAction_ = nullptr;
+  QAction* settingsAction_ = nullptr;
+  QAction* panelAction_ = nullptr;
+  QActionGroup* modeGroup_ = nullptr;
+  QHash<int, QAction*> modeActions_;
+
+  QLabel* modelLabel_ = nullptr;
+  QLabel* backendLabel_ = nullptr;
+  QProgressBar* loadProgress_ = nullptr;
+  QLabel* loadLabel_ = nullptr;
+  ContextGauge* ctxGauge_ = nullptr;
+  QLabel* ctxLabel_ = nullptr;
+  QLabel* memLabel_ = nullptr;
+  QLabel* flashLabel_ = nullptr;
+  QTimer flashTimer_;
+
+  bool modelLoaded_ = false;
+  bool modelLoading_ = false;
+  app::ModelInfo modelInfo_;
+  app::ModelSource modelSource_;
+  qint64 conversationId_ = 0;
+  qint64 activeRequest_ = 0;
+  qint64 compareRequest_ = 0;
+  qint64 editingId_ = 0;
+  qint64 selectedAnswer_ = 0;
+  DecodeMode lastRequestMode_ = DecodeMode::kResa;
+  QHash<qint64, Pending> pending_;
+  QPointer<MessageWidget> streaming_;
+  std::unique_ptr<app::AnswerRecorder> recorder_;
+  int ctxUsed_ = 0;
+};
+
+}  // namespace resa::ui
