@@ -201,6 +201,43 @@ class TestConversation : public QObject {
     QCOMPARE(runs[0], runs[1]);
   }
 
+  void chat_format_can_be_overridden() {
+    LoadOptions lo;
+    lo.chat_format = ChatFormat::kLlama2;
+    auto m = Model::load(test::fixture("models/llama-gqa"), lo);
+    QCOMPARE(m->chat_format(), ChatFormat::kLlama2);
+    Conversation conv(*m, 0, 16);
+    conv.add_user_turn("hi");
+    // Llama-2's turn starts with BOS then "[INST]"; ChatML's would start with <|im_start|>.
+    QCOMPARE(conv.tokens().front(), m->tokenizer().bos_id());
+    QVERIFY(conv.tokens()[1] != m->tokenizer().special_tokens().at("<|im_start|>"));
+  }
+
+  void a_stop_token_ends_the_answer() {
+    Conversation probe(*fixture_, 0, 16);
+    probe.add_user_turn("Read the notes.");
+    const std::vector<int> free_run = probe.generate(greedy(DecodeMode::kDense, 6), {}).tokens;
+    QCOMPARE(int(free_run.size()), 6);
+    // Declaring the third greedy token a stop token ends the same answer right there.
+    Conversation conv(*fixture_, 0, 16);
+    conv.add_user_turn("Read the notes.");
+    GenerateOptions o = greedy(DecodeMode::kDense, 6);
+    o.extra_stop_ids = {free_run[2]};
+    const GenerationResult r = conv.generate(o, {});
+    QCOMPARE(r.stats.stop_reason, StopReason::kStopToken);
+    QCOMPARE(r.tokens, std::vector<int>(free_run.begin(), free_run.begin() + 3));
+  }
+
+  void presets_have_the_real_models_shapes() {
+    // Parameter counts of the published checkpoints (embeddings untied).
+    QVERIFY(std::abs(preset_config("tinyllama-1.1b")->parameter_count() - 1100048384LL) < 1000000);
+    QVERIFY(std::abs(preset_config("llama-3.1-8b")->parameter_count() - 8030261248LL) < 1000000);
+    QVERIFY(std::abs(preset_config("mistral-7b")->parameter_count() - 7241732096LL) < 1000000);
+    const ModelConfig tiny = *preset_config("tiny");
+    QVERIFY(tiny.parameter_count() > 2000000 && tiny.parameter_count() < 10000000);
+    QCOMPARE(tiny.max_position_embeddings, 8192);
+  }
+
   void block_size_mismatch_is_a_clear_error() {
     Conversation conv(*tiny_, 512, 16);
     conv.add_tokens({5, 6, 7});

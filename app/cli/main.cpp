@@ -130,7 +130,7 @@ QJsonObject stats_json(const resa::GenerationResult& r, const resa::Model& m,
 int run(QCoreApplication& app) {
   QCommandLineParser p;
   p.setApplicationDescription(
-      "Run a Llama-family model on the CPU with dense, sparse or ReSA (rectified sparse "
+      "Run a Llama-family or Qwen2 model on the GPU or the CPU with dense, sparse or ReSA (rectified sparse "
       "attention) decoding.");
   p.addHelpOption();
   p.addVersionOption();
@@ -143,7 +143,7 @@ int run(QCoreApplication& app) {
   };
   opt("model", "Hugging Face model folder (config.json, *.safetensors, tokenizer.model).", "dir");
   opt("random-weights", "Synthetic weights of a preset's shapes: tiny, tinyllama-1.1b, "
-      "llama-3.1-8b, mistral-7b.", "preset");
+      "llama-3.1-8b, mistral-7b, r1-distill-qwen-1.5b, r1-distill-qwen-7b.", "preset");
   opt("prompt", "The user's message.", "text");
   opt("file", "A document put before the prompt.", "path");
   opt("system", "System prompt (first turn).", "text");
@@ -170,6 +170,8 @@ int run(QCoreApplication& app) {
   opt("max-new-tokens", "Most tokens to generate per answer.", "n", "128");
   opt("ctx", "Context limit in tokens (default: the model's).", "n", "0");
   opt("threads", "CPU threads (0: all cores).", "n", "0");
+  opt("device", "Where to run: auto (the GPU when one is usable, else the CPU), cuda or cpu.",
+      "name", "auto");
   opt("prefill-chunk", "Tokens per prefill pass.", "n", "256");
   opt("json", "Print one JSON object with the text and statistics instead of streaming.");
   opt("quiet", "No progress bar.");
@@ -206,6 +208,10 @@ int run(QCoreApplication& app) {
   const int ctx = to_int(p, "ctx", 0, 1 << 24);
   resa::LoadOptions lo;
   lo.threads = to_int(p, "threads", 0, 4096);
+  const auto device = resa::parse_device(p.value("device").toStdString());
+  if (!device)
+    usage_error("--device must be auto, cuda or cpu, got '" + p.value("device").toStdString() + "'");
+  lo.device = *device;
   if (p.isSet("chat-format")) {
     lo.chat_format = resa::parse_chat_format(p.value("chat-format").toStdString());
     if (!lo.chat_format)
