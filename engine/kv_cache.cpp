@@ -12,17 +12,6 @@
 
 namespace resa {
 
-size_t available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  size_t kb = 0;
-  std::string unit;
-  while (in >> key >> kb >> unit) {
-    if (key == "MemAvailable:") return kb * 1024;
-  }
-  return 0;
-}
-
 static std::string gib(double bytes) {
   std::ostringstream s;
   s.precision(2);

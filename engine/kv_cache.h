@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/model_config.h"
+#include "engine/system_memory.h"
 #include "kernels/cpu/attention.h"
 
 namespace resa {
@@ -97,7 +98,5 @@ class KvCache {
   mutable int scratch_next_ = 0;
 };
 
-// Bytes of memory available for new allocations (MemAvailable), or 0 when unknown.
-size_t available_memory_bytes();
 
 }  // namespace resa

@@ -10,6 +10,7 @@
 
 #include "engine/error.h"
 #include "engine/safetensors.h"
+#include "engine/system_memory.h"
 
 namespace resa {
 namespace {
@@ -28,6 +29,15 @@ constexpr int64_t kParallelMinElements = 1 << 16;
 template <typename T>
 std::vector<T> populated_vector(size_t n, const std::string& what) {
   std::vector<T> v;
+  const size_t avail = available_memory_bytes();
+  // Refuse before touching pages: where memory is overcommitted, populating more than the
+  // machine has ends in the kernel's OOM killer, not in bad_alloc.
+  if (avail > 0 && n > avail / sizeof(T)) {
+    throw Error(ErrorKind::kOutOfMemory,
+                "out of memory allocating " + std::to_string((n >> 20) * sizeof(T)) + " MiB for " +
+                    what + ": " + std::to_string(avail >> 20) +
+                    " MiB available (close other programs or pick a smaller model)");
+  }
   try {
     v.reserve(n);
   } catch (const std::bad_alloc&) {

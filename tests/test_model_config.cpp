@@ -12,6 +12,7 @@
 
 #include "engine/error.h"
 #include "engine/model_config.h"
+#include "tests/support/error_assert.h"
 #include "tests/support/test_support.h"
 
 namespace fs = std::filesystem;
@@ -22,45 +23,6 @@ using resa::ModelConfig;
 using resa::RopeScalingKind;
 
 namespace {
-
-template <typename F>
-std::optional<resa::Error> error_of(F&& f) {
-  try {
-    f();
-  } catch (const resa::Error& e) {
-    return e;
-  }
-  return std::nullopt;
-}
-
-QString kind_name(ErrorKind k) {
-  switch (k) {
-    case ErrorKind::kInvalidArgument:
-      return "kInvalidArgument";
-    case ErrorKind::kFileNotFound:
-      return "kFileNotFound";
-    case ErrorKind::kCorruptFile:
-      return "kCorruptFile";
-    case ErrorKind::kUnsupported:
-      return "kUnsupported";
-    case ErrorKind::kShapeMismatch:
-      return "kShapeMismatch";
-    default:
-      return QString::number(int(k));
-  }
-}
-
-// Runs `expr`, expects a resa::Error of `expected_kind` whose message contains every phrase.
-#define QVERIFY_RESA_ERROR(expr, expected_kind, ...)                                       \
-  do {                                                                                     \
-    const std::optional<resa::Error> err_ = error_of([&] { (void)(expr); });               \
-    QVERIFY2(err_.has_value(), "no resa::Error from: " #expr);                             \
-    QCOMPARE(kind_name(err_->kind()), kind_name(expected_kind));                           \
-    for (const std::string& phrase_ : std::vector<std::string>{__VA_ARGS__}) {             \
-      QVERIFY2(std::string(err_->what()).find(phrase_) != std::string::npos,               \
-               qPrintable(QString("'%1' not in: %2").arg(phrase_.c_str(), err_->what()))); \
-    }                                                                                      \
-  } while (0)
 
 const std::string kSource = "/x/config.json";
 

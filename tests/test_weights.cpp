@@ -20,6 +20,7 @@
 #include "engine/model_config.h"
 #include "engine/safetensors.h"
 #include "engine/weights.h"
+#include "tests/support/error_assert.h"
 #include "tests/support/test_support.h"
 
 namespace fs = std::filesystem;
@@ -30,45 +31,6 @@ using resa::ModelWeights;
 using resa::WeightView;
 
 namespace {
-
-template <typename F>
-std::optional<resa::Error> error_of(F&& f) {
-  try {
-    f();
-  } catch (const resa::Error& e) {
-    return e;
-  }
-  return std::nullopt;
-}
-
-QString kind_name(ErrorKind k) {
-  switch (k) {
-    case ErrorKind::kInvalidArgument:
-      return "kInvalidArgument";
-    case ErrorKind::kFileNotFound:
-      return "kFileNotFound";
-    case ErrorKind::kCorruptFile:
-      return "kCorruptFile";
-    case ErrorKind::kUnsupported:
-      return "kUnsupported";
-    case ErrorKind::kShapeMismatch:
-      return "kShapeMismatch";
-    default:
-      return QString::number(int(k));
-  }
-}
-
-// Runs `expr`, expects a resa::Error of `expected_kind` whose message contains every phrase.
-#define QVERIFY_RESA_ERROR(expr, expected_kind, ...)                                       \
-  do {                                                                                     \
-    const std::optional<resa::Error> err_ = error_of([&] { (void)(expr); });               \
-    QVERIFY2(err_.has_value(), "no resa::Error from: " #expr);                             \
-    QCOMPARE(kind_name(err_->kind()), kind_name(expected_kind));                           \
-    for (const std::string& phrase_ : std::vector<std::string>{__VA_ARGS__}) {             \
-      QVERIFY2(std::string(err_->what()).find(phrase_) != std::string::npos,               \
-               qPrintable(QString("'%1' not in: %2").arg(phrase_.c_str(), err_->what()))); \
-    }                                                                                      \
-  } while (0)
 
 // hidden 8, 2 heads of 4 with one KV head (q_dim 8, kv_dim 4), inter 12, vocab 16.
 ModelConfig tiny_config() {
