@@ -18,10 +18,14 @@ double ms_since(Clock::time_point t) {
 
 std::string_view stop_reason_name(StopReason r) {
   switch (r) {
-    case StopReason::kStopToken: return "stop";
-    case StopReason::kMaxTokens: return "length";
-    case StopReason::kContextFull: return "context_full";
-    case StopReason::kCancelled: return "cancelled";
+    case StopReason::kStopToken:
+      return "stop";
+    case StopReason::kMaxTokens:
+      return "length";
+    case StopReason::kContextFull:
+      return "context_full";
+    case StopReason::kCancelled:
+      return "cancelled";
   }
   return "?";
 }
@@ -46,8 +50,8 @@ Conversation::Conversation(Model& model, int ctx_limit, int block_size) : model_
 }
 
 int Conversation::add_user_turn(std::string_view text, std::string_view system) {
-  const std::string rendered = render_user_turn(model_.chat_format(), model_.chat_tokens(),
-                                                system, text, tokens_.empty());
+  const std::string rendered =
+      render_user_turn(model_.chat_format(), model_.chat_tokens(), system, text, tokens_.empty());
   return add_text(rendered);
 }
 
@@ -60,9 +64,9 @@ int Conversation::add_text(std::string_view text) {
 void Conversation::add_tokens(const std::vector<int>& ids) {
   for (int id : ids) {
     if (id < 0 || id >= model_.config().vocab_size)
-      throw Error(ErrorKind::kInvalidArgument,
-                  "token id " + std::to_string(id) + " is outside the model's vocabulary of " +
-                      std::to_string(model_.config().vocab_size));
+      throw Error(ErrorKind::kInvalidArgument, "token id " + std::to_string(id) +
+                                                   " is outside the model's vocabulary of " +
+                                                   std::to_string(model_.config().vocab_size));
   }
   tokens_.insert(tokens_.end(), ids.begin(), ids.end());
 }
@@ -77,10 +81,10 @@ void Conversation::truncate(int n) {
 void Conversation::restore(std::vector<int> tokens, int rectified_upto) {
   if (int(tokens.size()) != kv_->tokens() || rectified_upto < 0 ||
       rectified_upto > int(tokens.size()))
-    throw Error(ErrorKind::kInvalidArgument,
-                "restore: " + std::to_string(tokens.size()) + " tokens, " +
-                    std::to_string(kv_->tokens()) + " in the KV cache, rectified up to " +
-                    std::to_string(rectified_upto));
+    throw Error(ErrorKind::kInvalidArgument, "restore: " + std::to_string(tokens.size()) +
+                                                 " tokens, " + std::to_string(kv_->tokens()) +
+                                                 " in the KV cache, rectified up to " +
+                                                 std::to_string(rectified_upto));
   tokens_ = std::move(tokens);
   rectified_upto_ = rectified_upto;
 }
@@ -140,10 +144,10 @@ GenerationResult Conversation::generate(const GenerateOptions& opt, const EventS
       throw Error(ErrorKind::kInvalidArgument,
                   "max new tokens must be at least 1, got " + std::to_string(opt.max_new_tokens));
     if (opt.resa.block_size != kv_->block_size())
-      throw Error(ErrorKind::kInvalidArgument,
-                  "block size " + std::to_string(opt.resa.block_size) +
-                      " differs from this conversation's KV cache (" +
-                      std::to_string(kv_->block_size()) + "); start a new conversation");
+      throw Error(ErrorKind::kInvalidArgument, "block size " + std::to_string(opt.resa.block_size) +
+                                                   " differs from this conversation's KV cache (" +
+                                                   std::to_string(kv_->block_size()) +
+                                                   "); start a new conversation");
     if (tokens_.empty())
       throw Error(ErrorKind::kInvalidArgument, "nothing to answer: the conversation is empty");
     check_fits(0);

@@ -33,21 +33,21 @@ std::string_view stop_reason_name(StopReason r);
 
 struct GenerationStats {
   DecodeMode mode = DecodeMode::kDense;
-  int context_tokens = 0;     // tokens in the conversation before the answer
-  int prefill_tokens = 0;     // of those, how many this call processed
-  int generated_tokens = 0;   // sampled tokens, stop token included
-  int decode_steps = 0;       // forward passes of one token
+  int context_tokens = 0;    // tokens in the conversation before the answer
+  int prefill_tokens = 0;    // of those, how many this call processed
+  int generated_tokens = 0;  // sampled tokens, stop token included
+  int decode_steps = 0;      // forward passes of one token
   double prefill_ms = 0;
-  double decode_ms = 0;       // all decode steps, rectifications included
+  double decode_ms = 0;  // all decode steps, rectifications included
   double rectify_ms = 0;
   double first_token_ms = 0;  // from the call to the first sampled token
   int rectifications = 0;
-  int64_t kv_tokens_read = 0;   // decode steps only, summed over layers and KV heads
+  int64_t kv_tokens_read = 0;  // decode steps only, summed over layers and KV heads
   int64_t kv_tokens_dense = 0;
   int64_t blocks_selected = 0;  // sparse steps only
   int64_t kv_bytes_read = 0;    // K/V rows read plus the block summaries scored
   int64_t kv_bytes_dense = 0;
-  size_t kv_cache_bytes = 0;    // memory held by the KV cache
+  size_t kv_cache_bytes = 0;       // memory held by the KV cache
   size_t device_memory_bytes = 0;  // GPU memory held by the process (0 on the CPU backend)
   StopReason stop_reason = StopReason::kStopToken;
 

@@ -24,9 +24,8 @@ class CpuBackend final : public Backend {
 
   Buffer alloc(size_t bytes) override {
     Buffer b;
-    b.mem = std::shared_ptr<void>(new float[(bytes + 3) / 4](), [](void* p) {
-      delete[] static_cast<float*>(p);
-    });
+    b.mem = std::shared_ptr<void>(new float[(bytes + 3) / 4](),
+                                  [](void* p) { delete[] static_cast<float*>(p); });
     b.bytes = bytes;
     return b;
   }

@@ -29,9 +29,9 @@ namespace {
                                       " failed: " + cudaGetErrorString(e) + " (" +
                                       cudaGetErrorName(e) + ")");
 }
-#define CUDA_CHECK(call)                                            \
-  do {                                                              \
-    const cudaError_t e_ = (call);                                  \
+#define CUDA_CHECK(call)                                             \
+  do {                                                               \
+    const cudaError_t e_ = (call);                                   \
     if (e_ != cudaSuccess) cuda_fail(e_, #call, __FILE__, __LINE__); \
   } while (0)
 #define CUBLAS_CHECK(call)                                                                     \
@@ -39,7 +39,7 @@ namespace {
     const cublasStatus_t s_ = (call);                                                          \
     if (s_ != CUBLAS_STATUS_SUCCESS)                                                           \
       throw Error(ErrorKind::kDevice, std::string(__FILE__) + ":" + std::to_string(__LINE__) + \
-                                          ": " #call " failed: " + cublasGetStatusString(s_));  \
+                                          ": " #call " failed: " + cublasGetStatusString(s_)); \
   } while (0)
 
 std::string gib(double bytes) {
@@ -218,10 +218,18 @@ class CudaBackend final : public Backend {
     for (size_t i = 0; i < host.layers.size(); ++i) {
       const LayerWeights& h = host.layers[i];
       LayerWeights& d = dev.layers[i];
-      for (auto [hv, dv] : {std::pair{&h.attn_norm, &d.attn_norm}, {&h.wq, &d.wq}, {&h.wk, &d.wk},
-                            {&h.wv, &d.wv}, {&h.wo, &d.wo}, {&h.bq, &d.bq}, {&h.bk, &d.bk},
-                            {&h.bv, &d.bv}, {&h.mlp_norm, &d.mlp_norm}, {&h.w_gate, &d.w_gate},
-                            {&h.w_up, &d.w_up}, {&h.w_down, &d.w_down}})
+      for (auto [hv, dv] : {std::pair{&h.attn_norm, &d.attn_norm},
+                            {&h.wq, &d.wq},
+                            {&h.wk, &d.wk},
+                            {&h.wv, &d.wv},
+                            {&h.wo, &d.wo},
+                            {&h.bq, &d.bq},
+                            {&h.bk, &d.bk},
+                            {&h.bv, &d.bv},
+                            {&h.mlp_norm, &d.mlp_norm},
+                            {&h.w_gate, &d.w_gate},
+                            {&h.w_up, &d.w_up},
+                            {&h.w_down, &d.w_down}})
         up(*hv, *dv);
     }
     up(host.final_norm, dev.final_norm);
@@ -232,13 +240,16 @@ class CudaBackend final : public Backend {
   std::unique_ptr<KvCache> make_kv_cache(const ModelConfig& c, int block_size,
                                          int capacity) override {
     if (!cuda::attention_supported(c.head_dim, c.group_size()))
-      throw Error(ErrorKind::kUnsupported,
-                  "the CUDA backend runs head_dim 16, 32, 64 or 128 with GQA groups of 1 to 8; this "
-                  "model has head_dim " + std::to_string(c.head_dim) + " and groups of " +
-                      std::to_string(c.group_size()) + " (use the CPU backend)");
+      throw Error(
+          ErrorKind::kUnsupported,
+          "the CUDA backend runs head_dim 16, 32, 64 or 128 with GQA groups of 1 to 8; this "
+          "model has head_dim " +
+              std::to_string(c.head_dim) + " and groups of " + std::to_string(c.group_size()) +
+              " (use the CPU backend)");
     if (block_size < 1 || block_size > 1024)
-      throw Error(ErrorKind::kInvalidArgument,
-                  "block size must be between 1 and 1024 tokens, got " + std::to_string(block_size));
+      throw Error(
+          ErrorKind::kInvalidArgument,
+          "block size must be between 1 and 1024 tokens, got " + std::to_string(block_size));
     if (capacity < 1)
       throw Error(ErrorKind::kInvalidArgument, "context capacity must be at least 1 token");
     // Capacity planned from free device memory, keeping room for prefill workspace and cuBLAS.
@@ -248,11 +259,12 @@ class CudaBackend final : public Backend {
     const size_t reserve = size_t(768) << 20;
     if (need + reserve > free_b) {
       const size_t per_token = kv_bytes(c, block_size, 1 << 20) >> 20;
-      const int64_t fits = free_b > reserve ? int64_t((free_b - reserve) / std::max<size_t>(per_token, 1)) : 0;
+      const int64_t fits =
+          free_b > reserve ? int64_t((free_b - reserve) / std::max<size_t>(per_token, 1)) : 0;
       throw Error(ErrorKind::kOutOfMemory,
-                  "a context of " + std::to_string(capacity) + " tokens needs " + gib(double(need)) +
-                      " of KV cache on the " + name() + " but only " + gib(double(free_b)) +
-                      " of its memory is free (weights and workspace hold " +
+                  "a context of " + std::to_string(capacity) + " tokens needs " +
+                      gib(double(need)) + " of KV cache on the " + name() + " but only " +
+                      gib(double(free_b)) + " of its memory is free (weights and workspace hold " +
                       gib(double(arena_.in_use())) + "); at most about " + std::to_string(fits) +
                       " tokens fit: choose a shorter context");
     }
@@ -374,8 +386,8 @@ class CudaBackend final : public Backend {
     sp.local = p.local;
     sp.sink = p.sink;
     sel_ = kv_->selection(count_hits);
-    check(cuda::select_blocks(kv_->layer(layer), q, n_heads, scale, sp, state(), sel_,
-                              sm_count(), stream_),
+    check(cuda::select_blocks(kv_->layer(layer), q, n_heads, scale, sp, state(), sel_, sm_count(),
+                              stream_),
           "select_blocks");
   }
   void attention(KvCache&, int layer, const float* q, float* out, int n_heads, float scale,
@@ -572,7 +584,8 @@ bool cuda_usable(int gpu, std::string* why_not) {
   const cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
-    if (why_not) *why_not = std::string("no usable CUDA driver or device (") + cudaGetErrorString(e) + ")";
+    if (why_not)
+      *why_not = std::string("no usable CUDA driver or device (") + cudaGetErrorString(e) + ")";
     return false;
   }
   if (count == 0 || gpu < 0 || gpu >= count) {

@@ -20,7 +20,8 @@ namespace {
 
 void ck(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
-    throw Error(ErrorKind::kDevice, std::string("resa-bench op: ") + what + ": " + cudaGetErrorString(e));
+    throw Error(ErrorKind::kDevice,
+                std::string("resa-bench op: ") + what + ": " + cudaGetErrorString(e));
 }
 
 struct DevMem {
@@ -28,7 +29,9 @@ struct DevMem {
   explicit DevMem(size_t bytes) { ck(cudaMalloc(&p, std::max<size_t>(bytes, 16)), "cudaMalloc"); }
   ~DevMem() { cudaFree(p); }
   template <typename T>
-  T* as() const { return static_cast<T*>(p); }
+  T* as() const {
+    return static_cast<T*>(p);
+  }
 };
 
 // Median / p10 / p90 of `repeats` timed runs of f (each timed with device events) after warm-up.
@@ -69,7 +72,8 @@ void fill_bf16(uint16_t* p, size_t n, uint64_t seed) {
     x = uint16_t(u >> 16);
   }
   for (size_t off = 0; off < n; off += h.size())
-    ck(cudaMemcpy(p + off, h.data(), std::min(h.size(), n - off) * 2, cudaMemcpyHostToDevice), "fill");
+    ck(cudaMemcpy(p + off, h.data(), std::min(h.size(), n - off) * 2, cudaMemcpyHostToDevice),
+       "fill");
 }
 
 }  // namespace
@@ -79,8 +83,9 @@ double cuda_copy_bandwidth_gbs(size_t bytes, int repeats) {
   ck(cudaMemset(a.p, 1, bytes), "memset");
   cudaStream_t s;
   cudaStreamCreate(&s);
-  const OpTiming t = time_op([&](cudaStream_t st) { cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice, st); },
-                             repeats, s);
+  const OpTiming t = time_op(
+      [&](cudaStream_t st) { cudaMemcpyAsync(b.p, a.p, bytes, cudaMemcpyDeviceToDevice, st); },
+      repeats, s);
   cudaStreamDestroy(s);
   return 2.0 * double(bytes) / (t.us_median * 1e3);
 }
@@ -112,7 +117,10 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
   }
   if (all || op == "gemv") {
     // The matrices of a llama-3.1-8b decode step (q/k/v fused, gate/up fused).
-    struct M { const char* name; int rows, k; };
+    struct M {
+      const char* name;
+      int rows, k;
+    };
     for (const M m : {M{"qkv", 6144, 4096}, M{"o", 4096, 4096}, M{"gate_up", 28672, 4096},
                       M{"down", 4096, 14336}, M{"lm_head", 128256, 4096}}) {
       // Rotate among copies so the stream does not come from L2.
@@ -126,10 +134,13 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       DevMem x(size_t(m.k) * 4), y(size_t(m.rows) * 4);
       ck(cudaMemset(x.p, 0x3c, size_t(m.k) * 4), "memset");
       int it = 0;
-      OpTiming t = time_op([&](cudaStream_t st) {
-        resa::cuda::GemvSegment seg{w[it++ % copies]->as<uint16_t>(), nullptr, y.as<float>(), m.rows};
-        ck(resa::cuda::gemv_bf16(x.as<float>(), m.k, &seg, 1, st), "gemv");
-      }, repeats, s);
+      OpTiming t = time_op(
+          [&](cudaStream_t st) {
+            resa::cuda::GemvSegment seg{w[it++ % copies]->as<uint16_t>(), nullptr, y.as<float>(),
+                                        m.rows};
+            ck(resa::cuda::gemv_bf16(x.as<float>(), m.k, &seg, 1, st), "gemv");
+          },
+          repeats, s);
       t.op = "gemv";
       t.shape = std::string(m.name) + " " + std::to_string(m.rows) + "x" + std::to_string(m.k);
       t.bytes = double(bytes);
@@ -143,8 +154,9 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       const int cap = ctx + 16, cap_blocks = (cap + block_size - 1) / block_size;
       const size_t kv_elems = size_t(kv_heads) * cap * d;
       DevMem k(kv_elems * 2), v(kv_elems * 2), summ(size_t(kv_heads) * cap_blocks * 2 * d * 2);
-      resa::cuda::KvLayerDev L{k.as<uint16_t>(), v.as<uint16_t>(), summ.as<uint16_t>(), kv_heads, d,
-                               block_size, cap, cap_blocks};
+      resa::cuda::KvLayerDev L{
+          k.as<uint16_t>(), v.as<uint16_t>(), summ.as<uint16_t>(), kv_heads, d, block_size, cap,
+          cap_blocks};
       ck(resa::cuda::kv_fill_random(L, ctx, 42, s), "fill");
       DevMem q(size_t(heads) * d * 4), o(size_t(heads) * d * 4), st(sizeof(resa::cuda::PassState));
       {
@@ -159,13 +171,14 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       const auto* state = st.as<resa::cuda::PassState>();
       const int splits = resa::cuda::decode_splits(kv_heads, sms);
       DevMem ws(resa::cuda::decode_workspace_floats(heads, d, splits) * 4);
-      DevMem sel_scores(size_t(kv_heads) * cap_blocks * 4), sel_blocks(size_t(kv_heads) * cap_blocks * 4),
-          sel_count(size_t(kv_heads) * 4);
-      resa::cuda::SelectionDev sel{sel_scores.as<float>(), sel_blocks.as<int>(), sel_count.as<int>(), nullptr};
+      DevMem sel_scores(size_t(kv_heads) * cap_blocks * 4),
+          sel_blocks(size_t(kv_heads) * cap_blocks * 4), sel_count(size_t(kv_heads) * 4);
+      resa::cuda::SelectionDev sel{sel_scores.as<float>(), sel_blocks.as<int>(),
+                                   sel_count.as<int>(), nullptr};
       resa::cuda::SelectParams sp{ratio, min_blocks, 1, true};
       const float scale = 1.0f / std::sqrt(float(d));
-      const std::string shape = "ctx=" + std::to_string(ctx) + " heads=" + std::to_string(heads) + "/" +
-                                std::to_string(kv_heads) + " d=" + std::to_string(d);
+      const std::string shape = "ctx=" + std::to_string(ctx) + " heads=" + std::to_string(heads) +
+                                "/" + std::to_string(kv_heads) + " d=" + std::to_string(d);
       const int nb = (ctx + block_size - 1) / block_size;
       const double kv_bytes = double(kv_heads) * ctx * d * 2 * 2;
       const double summ_bytes = double(kv_heads) * nb * 2 * d * 2;
@@ -177,33 +190,61 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
         out.push_back(t);
       };
       (void)group;
-      add(time_op([&](cudaStream_t x) {
-            ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale, state, nullptr,
-                                            splits, ws.as<float>(), x), "decode");
-          }, repeats, s), "attn_dense", kv_bytes);
-      add(time_op([&](cudaStream_t x) {
-            ck(resa::cuda::block_scores(L, q.as<float>(), heads, scale, state, sel.scores, sms, x), "scores");
-          }, repeats, s), "scores", summ_bytes);
-      add(time_op([&](cudaStream_t x) { ck(resa::cuda::top_blocks(L, sp, state, sel, x), "topk"); }, repeats, s),
+      add(time_op(
+              [&](cudaStream_t x) {
+                ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale,
+                                                state, nullptr, splits, ws.as<float>(), x),
+                   "decode");
+              },
+              repeats, s),
+          "attn_dense", kv_bytes);
+      add(time_op(
+              [&](cudaStream_t x) {
+                ck(resa::cuda::block_scores(L, q.as<float>(), heads, scale, state, sel.scores, sms,
+                                            x),
+                   "scores");
+              },
+              repeats, s),
+          "scores", summ_bytes);
+      add(time_op([&](cudaStream_t x) { ck(resa::cuda::top_blocks(L, sp, state, sel, x), "topk"); },
+                  repeats, s),
           "topk", double(kv_heads) * nb * 4);
-      add(time_op([&](cudaStream_t x) {
-            ck(resa::cuda::select_blocks(L, q.as<float>(), heads, scale, sp, state, sel, sms, x), "select");
-          }, repeats, s), "select", summ_bytes);
-      const int budget = std::min(nb, std::max(int(std::ceil(nb * ratio - 1e-9)), std::min(nb, min_blocks)));
+      add(time_op(
+              [&](cudaStream_t x) {
+                ck(resa::cuda::select_blocks(L, q.as<float>(), heads, scale, sp, state, sel, sms,
+                                             x),
+                   "select");
+              },
+              repeats, s),
+          "select", summ_bytes);
+      const int budget =
+          std::min(nb, std::max(int(std::ceil(nb * ratio - 1e-9)), std::min(nb, min_blocks)));
       const double sparse_kv = double(kv_heads) * budget * block_size * d * 2 * 2;
-      add(time_op([&](cudaStream_t x) {
-            ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale, state, &sel,
-                                            splits, ws.as<float>(), x), "sparse");
-          }, repeats, s), "attn_sparse", sparse_kv);
-      add(time_op([&](cudaStream_t x) {
-            ck(resa::cuda::select_blocks(L, q.as<float>(), heads, scale, sp, state, sel, sms, x), "select");
-            ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale, state, &sel,
-                                            splits, ws.as<float>(), x), "sparse");
-          }, repeats, s), "sparse_step", sparse_kv + summ_bytes);
+      add(time_op(
+              [&](cudaStream_t x) {
+                ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale,
+                                                state, &sel, splits, ws.as<float>(), x),
+                   "sparse");
+              },
+              repeats, s),
+          "attn_sparse", sparse_kv);
+      add(time_op(
+              [&](cudaStream_t x) {
+                ck(resa::cuda::select_blocks(L, q.as<float>(), heads, scale, sp, state, sel, sms,
+                                             x),
+                   "select");
+                ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale,
+                                                state, &sel, splits, ws.as<float>(), x),
+                   "sparse");
+              },
+              repeats, s),
+          "sparse_step", sparse_kv + summ_bytes);
     }
   }
   cudaStreamDestroy(s);
-  if (out.empty()) throw Error(ErrorKind::kInvalidArgument, "unknown --op '" + op + "' (copy, gemv, attention, all)");
+  if (out.empty())
+    throw Error(ErrorKind::kInvalidArgument,
+                "unknown --op '" + op + "' (copy, gemv, attention, all)");
   return out;
 }
 

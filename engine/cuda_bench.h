@@ -8,10 +8,11 @@
 namespace resa {
 
 struct OpTiming {
-  std::string op;     // "copy", "gemv", "attn_dense", "select", "scores", "topk", "attn_sparse", "sparse_step"
+  std::string
+      op;  // "copy", "gemv", "attn_dense", "select", "scores", "topk", "attn_sparse", "sparse_step"
   std::string shape;  // e.g. "ctx=262144 heads=32/8 d=128"
   double us_median = 0, us_p10 = 0, us_p90 = 0;
-  double bytes = 0;   // fewest bytes the op must move
+  double bytes = 0;  // fewest bytes the op must move
   double gb_per_s = 0;
 };
 

@@ -15,7 +15,7 @@ enum class ErrorKind {
   kShapeMismatch,    // a tensor exists with the wrong shape / dtype
   kContextFull,      // the context limit or the memory for the KV cache is exceeded
   kOutOfMemory,
-  kDevice,           // a backend / device failure
+  kDevice,  // a backend / device failure
   kCancelled,
   kInternal,
 };

@@ -24,7 +24,8 @@ KvCache::KvCache(const ModelConfig& config, int block_size, int capacity_tokens)
       capacity_(capacity_tokens),
       kv_heads_(config.num_kv_heads),
       head_dim_(config.head_dim),
-      page_floats_(cpu::KvLayerView::page_floats(config.num_kv_heads, block_size, config.head_dim)) {
+      page_floats_(
+          cpu::KvLayerView::page_floats(config.num_kv_heads, block_size, config.head_dim)) {
   if (block_size < 1 || block_size > 1024)
     throw Error(ErrorKind::kInvalidArgument,
                 "block size must be between 1 and 1024 tokens, got " + std::to_string(block_size));
@@ -80,7 +81,8 @@ void KvCache::fill_random(int tokens, uint64_t seed) {
     for (int b = 0; b * block_size_ < tokens; ++b) {
       const int n = std::min(block_size_, tokens - b * block_size_);
       for (int h = 0; h < kv_heads_; ++h)
-        for (int i = 0; i < n * head_dim_; ++i) view.k(b, h)[i] = nd(rng), view.v(b, h)[i] = nd(rng);
+        for (int i = 0; i < n * head_dim_; ++i)
+          view.k(b, h)[i] = nd(rng), view.v(b, h)[i] = nd(rng);
       cpu::block_summary_recompute(view, b, n);
     }
   }

@@ -89,14 +89,13 @@ class KvCache {
   int kv_heads_;
   int head_dim_;
   int tokens_ = 0;
-  size_t page_floats_;  // one layer's page
-  std::vector<std::unique_ptr<float[]>> pages_;     // one allocation per block, all layers
+  size_t page_floats_;                             // one layer's page
+  std::vector<std::unique_ptr<float[]>> pages_;    // one allocation per block, all layers
   std::vector<std::vector<float*>> layer_blocks_;  // [layer][block] -> that layer's page
   std::unique_ptr<KvDeviceStorage> device_;
   float* scratch_row() const;
   mutable std::vector<float> scratch_;  // 4 rows of head_dim for device reads
   mutable int scratch_next_ = 0;
 };
-
 
 }  // namespace resa

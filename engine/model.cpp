@@ -14,9 +14,12 @@ namespace resa {
 
 std::string_view device_name(Device d) {
   switch (d) {
-    case Device::kCpu: return "cpu";
-    case Device::kCuda: return "cuda";
-    case Device::kAuto: return "auto";
+    case Device::kCpu:
+      return "cpu";
+    case Device::kCuda:
+      return "cuda";
+    case Device::kAuto:
+      return "auto";
   }
   return "?";
 }
@@ -93,13 +96,13 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& dir, const LoadO
   m->weights_ = load_weights(checkpoint, m->config_);
   m->tokenizer_ = load_tokenizer(dir, m->config_.bos_token_id, m->config_.eos_token_ids);
   if (m->tokenizer_->vocab_size() > m->config_.vocab_size)
-    throw Error(ErrorKind::kCorruptFile,
-                (dir / "tokenizer.model").string() + " has " +
-                    std::to_string(m->tokenizer_->vocab_size()) +
-                    " tokens but config.json's vocab_size is " +
-                    std::to_string(m->config_.vocab_size) + " (tokenizer of another model?)");
-  m->chat_format_ = opt.chat_format ? *opt.chat_format
-                                    : detect_chat_format(read_chat_template(dir));
+    throw Error(ErrorKind::kCorruptFile, (dir / "tokenizer.model").string() + " has " +
+                                             std::to_string(m->tokenizer_->vocab_size()) +
+                                             " tokens but config.json's vocab_size is " +
+                                             std::to_string(m->config_.vocab_size) +
+                                             " (tokenizer of another model?)");
+  m->chat_format_ =
+      opt.chat_format ? *opt.chat_format : detect_chat_format(read_chat_template(dir));
   m->name_ = fs::absolute(dir).lexically_normal().filename().string();
   if (m->name_.empty()) m->name_ = dir.string();
   m->weight_bytes_ = total_weight_bytes(m->weights_);
@@ -256,14 +259,12 @@ void Model::layers_and_logits(int n, KvCache& kv, const ResaParams* sparse, bool
   }
 }
 
-void Model::attention_layer(int l, int n, KvCache& kv, const ResaParams* sparse,
-                            bool count_hits) {
+void Model::attention_layer(int l, int n, KvCache& kv, const ResaParams* sparse, bool count_hits) {
   (void)n;
   const ModelConfig& c = config_;
   const float scale = 1.0f / std::sqrt(float(c.head_dim));
   // ReSA decode step (RESA.md steps 3-7): one selection per KV head shared by its group.
-  if (sparse)
-    backend_->select_blocks(kv, l, q_.f32(), c.num_heads, scale, *sparse, count_hits);
+  if (sparse) backend_->select_blocks(kv, l, q_.f32(), c.num_heads, scale, *sparse, count_hits);
   backend_->attention(kv, l, q_.f32(), att_.f32(), c.num_heads, scale, sparse != nullptr);
 }
 

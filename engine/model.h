@@ -24,7 +24,7 @@ namespace resa {
 // Where a model runs. kAuto: the CUDA backend when a GPU is usable, else the CPU with a notice
 // on stderr. kCuda fails with Error(kDevice) when no GPU is usable.
 enum class Device { kCpu, kCuda, kAuto };
-std::string_view device_name(Device d);           // "cpu", "cuda", "auto"
+std::string_view device_name(Device d);  // "cpu", "cuda", "auto"
 std::optional<Device> parse_device(std::string_view name);
 
 struct LoadOptions {
@@ -88,7 +88,7 @@ class Model {
   std::unique_ptr<Tokenizer> tokenizer_;
   ChatFormat chat_format_ = ChatFormat::kRaw;
   std::unique_ptr<Backend> backend_;
-  ModelWeights device_weights_;  // the backend's copy; empty when it reads weights_ directly
+  ModelWeights device_weights_;        // the backend's copy; empty when it reads weights_ directly
   const ModelWeights* w_ = &weights_;  // what the ops read
   std::string name_;
   std::string backend_notice_;

@@ -10,9 +10,12 @@ namespace resa {
 
 std::string_view mode_name(DecodeMode m) {
   switch (m) {
-    case DecodeMode::kDense: return "dense";
-    case DecodeMode::kSparse: return "sparse";
-    case DecodeMode::kResa: return "resa";
+    case DecodeMode::kDense:
+      return "dense";
+    case DecodeMode::kSparse:
+      return "sparse";
+    case DecodeMode::kResa:
+      return "resa";
   }
   return "?";
 }
@@ -31,8 +34,8 @@ void validate(const ResaParams& p) {
   if (!(p.ratio > 0.0 && p.ratio <= 1.0))
     bad("ratio must be in (0, 1], got " + std::to_string(p.ratio));
   if (p.min_blocks < 1) bad("min blocks must be at least 1, got " + std::to_string(p.min_blocks));
-  if (p.local < 1) bad("local must be at least 1 (the block being filled), got " +
-                       std::to_string(p.local));
+  if (p.local < 1)
+    bad("local must be at least 1 (the block being filled), got " + std::to_string(p.local));
   if (p.rectify_every < 0)
     bad("rectify-every must be 0 (off) or positive, got " + std::to_string(p.rectify_every));
 }

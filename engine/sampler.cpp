@@ -51,7 +51,9 @@ int Sampler::sample(float* logits, int vocab, const std::vector<int>& history) {
   order_.resize(vocab);
   std::iota(order_.begin(), order_.end(), 0);
   int n = vocab;
-  auto by_logit = [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+  auto by_logit = [&](int a, int b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  };
   if (params_.top_k > 0 && params_.top_k < vocab) {
     n = params_.top_k;
     std::partial_sort(order_.begin(), order_.begin() + n, order_.end(), by_logit);

@@ -9,10 +9,10 @@
 namespace resa {
 
 struct SamplingParams {
-  float temperature = 0.0f;  // <= 0: greedy (argmax)
-  int top_k = 0;             // 0: off
-  float top_p = 1.0f;        // 1: off
-  float min_p = 0.0f;        // 0: off; keep tokens with p >= min_p * p_max
+  float temperature = 0.0f;         // <= 0: greedy (argmax)
+  int top_k = 0;                    // 0: off
+  float top_p = 1.0f;               // 1: off
+  float min_p = 0.0f;               // 0: off; keep tokens with p >= min_p * p_max
   float repetition_penalty = 1.0f;  // 1: off; CTRL-style on the last `repetition_last_n` tokens
   int repetition_last_n = 64;
   uint64_t seed = 0;

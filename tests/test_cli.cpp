@@ -91,8 +91,8 @@ class TestCli : public QObject {
   }
 
   static void edit_config(const fs::path& dir, const std::function<void(QJsonObject&)>& f) {
-    QJsonObject c = QJsonDocument::fromJson(QByteArray::fromStdString(
-                                                resa::test::read_text(dir / "config.json")))
+    QJsonObject c = QJsonDocument::fromJson(
+                        QByteArray::fromStdString(resa::test::read_text(dir / "config.json")))
                         .object();
     f(c);
     resa::test::write_text(dir / "config.json", QJsonDocument(c).toJson().toStdString());
@@ -128,8 +128,9 @@ class TestCli : public QObject {
   }
 
   void streams_text_and_ends_with_a_statistics_line() {
-    const Run r = cli({"--model", QString::fromStdString(resa::test::fixture("models/llama-gqa").string()),
-                       "--prompt", "Read the notes.", "--max-new-tokens", "8", "--mode", "dense"});
+    const Run r =
+        cli({"--model", QString::fromStdString(resa::test::fixture("models/llama-gqa").string()),
+             "--prompt", "Read the notes.", "--max-new-tokens", "8", "--mode", "dense"});
     QCOMPARE(r.code, 0);
     QVERIFY(!r.out.trimmed().isEmpty());
     const QStringList lines = r.err.trimmed().split('\n');
@@ -141,18 +142,21 @@ class TestCli : public QObject {
   void long_prefill_shows_a_progress_bar() {
     const fs::path doc = fs::path(tmp_.path().toStdString()) / "doc.txt";
     std::string text;
-    for (int i = 0; i < 150; ++i) text += "The report continues on page " + std::to_string(i) + ". ";
+    for (int i = 0; i < 150; ++i)
+      text += "The report continues on page " + std::to_string(i) + ". ";
     resa::test::write_text(doc, text);
-    const Run r = cli({"--random-weights", "tiny", "--file", QString::fromStdString(doc.string()),
-                       "--prompt", "Summarise.", "--max-new-tokens", "2", "--prefill-chunk", "512"});
+    const Run r =
+        cli({"--random-weights", "tiny", "--file", QString::fromStdString(doc.string()), "--prompt",
+             "Summarise.", "--max-new-tokens", "2", "--prefill-chunk", "512"});
     QCOMPARE(r.code, 0);
     QVERIFY(r.err.contains("prefill ["));
     QVERIFY(r.err.contains("#"));
   }
 
   void chat_mode_answers_each_line_and_keeps_the_kv() {
-    const Run r = cli({"--random-weights", "tiny", "--chat", "--max-new-tokens", "3", "--mode", "dense"},
-                      "first question\nsecond question\n/exit\n");
+    const Run r =
+        cli({"--random-weights", "tiny", "--chat", "--max-new-tokens", "3", "--mode", "dense"},
+            "first question\nsecond question\n/exit\n");
     QCOMPARE(r.code, 0);
     const QStringList stats = r.err.split('\n').filter("tok/s");
     QCOMPARE(stats.size(), 2);
@@ -225,9 +229,8 @@ class TestCli : public QObject {
   void unknown_dtype_is_reported() {
     expect_model_error(
         [](const fs::path& d) {
-          edit_tensors(d, [](Safetensors& s) {
-            set_field(s, "model.norm.weight", "dtype", "F8_E4M3");
-          });
+          edit_tensors(
+              d, [](Safetensors& s) { set_field(s, "model.norm.weight", "dtype", "F8_E4M3"); });
         },
         {"model.safetensors", "model.norm.weight", "F8_E4M3"});
   }
@@ -255,21 +258,25 @@ class TestCli : public QObject {
   void unsupported_architecture_is_named() {
     expect_model_error(
         [](const fs::path& d) {
-          edit_config(d, [](QJsonObject& c) { c["architectures"] = QJsonArray{"GPT2LMHeadModel"}; });
+          edit_config(d,
+                      [](QJsonObject& c) { c["architectures"] = QJsonArray{"GPT2LMHeadModel"}; });
         },
         {"config.json", "GPT2LMHeadModel"});
   }
   void missing_tensor_is_named() {
     expect_model_error(
         [](const fs::path& d) {
-          edit_tensors(d, [](Safetensors& s) { s.header.remove("model.layers.1.mlp.up_proj.weight"); });
+          edit_tensors(
+              d, [](Safetensors& s) { s.header.remove("model.layers.1.mlp.up_proj.weight"); });
         },
         {"model.safetensors", "model.layers.1.mlp.up_proj.weight"});
   }
   void tensor_of_wrong_shape_is_named() {
     // A config that promises a larger MLP than the weights hold.
     expect_model_error(
-        [](const fs::path& d) { edit_config(d, [](QJsonObject& c) { c["intermediate_size"] = 256; }); },
+        [](const fs::path& d) {
+          edit_config(d, [](QJsonObject& c) { c["intermediate_size"] = 256; });
+        },
         {"model.layers.0.mlp", "shape"});
   }
   void prompt_longer_than_context_is_refused() {

@@ -140,7 +140,8 @@ class TestConversation : public QObject {
     QString message;
     auto sink = [&](const Event& e) {
       if (std::holds_alternative<PrefillProgressEvent>(e)) ++progress;
-      if (const auto* err = std::get_if<ErrorEvent>(&e)) message = QString::fromStdString(err->message);
+      if (const auto* err = std::get_if<ErrorEvent>(&e))
+        message = QString::fromStdString(err->message);
     };
     try {
       conv.generate(greedy(DecodeMode::kDense, 4), sink);

@@ -32,8 +32,10 @@ fs::path math_data_dir() {
 std::string increment_digits(std::string d) {
   int i = int(d.size()) - 1;
   while (i >= 0 && d[i] == '9') d[i--] = '0';
-  if (i < 0) d.insert(d.begin(), '1');
-  else ++d[i];
+  if (i < 0)
+    d.insert(d.begin(), '1');
+  else
+    ++d[i];
   return d;
 }
 
@@ -198,8 +200,9 @@ class TestEvalGrader : public QObject {
         const bool ok = grade_response("Reasoning...\nThus $\\boxed{" + p.gold + "}$.", p.gold) &&
                         grade_response("\\boxed{ " + p.gold + " }", p.gold);
         set_ok += ok ? 1 : 0;
-        if (!ok) failures << QString::fromStdString(set.name + "#" + std::to_string(p.index) +
-                                                     ": " + p.gold);
+        if (!ok)
+          failures << QString::fromStdString(set.name + "#" + std::to_string(p.index) + ": " +
+                                             p.gold);
       }
       std::printf("%-14s gold answers accepted: %d/%d\n", set.name.c_str(), set_ok, set_n);
       total += set_n;

@@ -65,7 +65,7 @@ namespace {
 
 #define CK(call) QVERIFY2((call) == cudaSuccess, #call)
 
-constexpr size_t kGuard = 64;           // guard elements each side of an output
+constexpr size_t kGuard = 64;               // guard elements each side of an output
 constexpr uint32_t kSentinel = 0x7fc0dead;  // a NaN payload no kernel writes
 
 // Device memory with guard regions around the payload, freed on scope exit.
@@ -79,7 +79,9 @@ class Dev {
   }
   ~Dev() { cudaFree(raw_); }
   T* get() const { return reinterpret_cast<T*>(static_cast<char*>(raw_) + kGuard * sizeof(T)); }
-  void put(const std::vector<T>& v) { cudaMemcpy(get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice); }
+  void put(const std::vector<T>& v) {
+    cudaMemcpy(get(), v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice);
+  }
   std::vector<T> take() const {
     std::vector<T> v(n_);
     cudaMemcpy(v.data(), get(), n_ * sizeof(T), cudaMemcpyDeviceToHost);
@@ -127,7 +129,8 @@ struct TwinKv {
           view.k(p / bs, h)[(p % bs) * d + x] = kf[(size_t(h) * cap + p) * d + x];
           view.v(p / bs, h)[(p % bs) * d + x] = vf[(size_t(h) * cap + p) * d + x];
         }
-    for (int b = 0; b < nb; ++b) resa::cpu::block_summary_recompute(view, b, std::min(bs, ctx - b * bs));
+    for (int b = 0; b < nb; ++b)
+      resa::cpu::block_summary_recompute(view, b, std::min(bs, ctx - b * bs));
     k = std::make_unique<Dev<uint16_t>>(kf.size());
     v = std::make_unique<Dev<uint16_t>>(vf.size());
     summ = std::make_unique<Dev<uint16_t>>(size_t(kvh) * cap_blocks * 2 * d);
@@ -161,7 +164,10 @@ class TestGpuKernels : public QObject {
     QTest::addColumn<int>("k");
     QTest::addColumn<int>("m");
     QTest::addColumn<int>("segments");
-    for (auto [k, m] : {std::pair{8, 1}, {64, 3}, {256, 129}, {1000, 37}, {4096, 1024}, {2052, 81}})
+    for (auto [k, m] : {std::pair{8, 1}, {64, 3}, {256, 129}, {1000, 37}, {4096, 1024}, {
+                          2052,
+                          81
+                        }})
       for (int s : {1, 3}) QTest::addRow("k%d_m%d_seg%d", k, m, s) << k << m << s;
   }
   void gemv_matches_cpu_matmul() {
@@ -181,7 +187,8 @@ class TestGpuKernels : public QObject {
       const std::vector<uint16_t> w = to_bf16(randn(size_t(rows) * k, rng, 0.1f));
       const std::vector<float> bias = randn(rows, rng);
       std::vector<float> y(rows);
-      resa::cpu::matmul_bf16(x.data(), 1, k, w.data(), rows, s == 1 ? bias.data() : nullptr, y.data());
+      resa::cpu::matmul_bf16(x.data(), 1, k, w.data(), rows, s == 1 ? bias.data() : nullptr,
+                             y.data());
       ref.push_back(y);
       dw.push_back(std::make_unique<Dev<uint16_t>>(w.size()));
       dw.back()->put(w);
@@ -250,7 +257,8 @@ class TestGpuKernels : public QObject {
     QTest::addColumn<int>("block");
     for (int ctx : {1, 3, 9, 16, 27, 81, 129, 257, 1000, 3001})
       for (int group : {1, 2, 4, 8})
-        for (int hd : {16, 32, 64, 128}) QTest::addRow("ctx%d_gqa%d_hd%d", ctx, group, hd) << ctx << group << hd << 16;
+        for (int hd : {16, 32, 64, 128})
+          QTest::addRow("ctx%d_gqa%d_hd%d", ctx, group, hd) << ctx << group << hd << 16;
     QTest::addRow("ctx100_gqa3_hd128_block7") << 100 << 3 << 128 << 7;
   }
   // Dense decode, block-sparse decode (FlashInfer's reference: dense attention with the block
@@ -323,8 +331,9 @@ class TestGpuKernels : public QObject {
     // Without and with the key split (a rectification-sized chunk over a long cache).
     for (bool split : {false, true}) {
       Dev<float> pws(size_t(1) << 20);
-      CK(resa::cuda::attention_prefill(kv.dev, dqn.get(), doutn.get(), n, heads, scale, stn.get(), ctx,
-                                       132, split ? pws.get() : nullptr, size_t(1) << 20, nullptr));
+      CK(resa::cuda::attention_prefill(kv.dev, dqn.get(), doutn.get(), n, heads, scale, stn.get(),
+                                       ctx, 132, split ? pws.get() : nullptr, size_t(1) << 20,
+                                       nullptr));
       got = doutn.take();
       e = rel_l2(got.data(), refn.data(), refn.size());
       QVERIFY2(e < 2e-5, qPrintable(QString("prefill (split %1) error %2").arg(split).arg(e)));
@@ -341,7 +350,8 @@ class TestGpuKernels : public QObject {
       for (int group : {1, 4, 8})
         for (int hd : {16, 64, 128})
           for (bool ties : {false, true})
-            QTest::addRow("ctx%d_gqa%d_hd%d%s", ctx, group, hd, ties ? "_ties" : "") << ctx << group << hd << ties;
+            QTest::addRow("ctx%d_gqa%d_hd%d%s", ctx, group, hd, ties ? "_ties" : "")
+                << ctx << group << hd << ties;
   }
   // Summaries (exact), scores (f32 rounding), and top-k (exact, ties to the lower index) with
   // the CPU's select_top_blocks run on the GPU's scores.
@@ -367,7 +377,8 @@ class TestGpuKernels : public QObject {
     Dev<float> dq(q.size()), dscores(size_t(kvh) * kv.dev.cap_blocks);
     dq.put(q);
     DevState st(ctx - 1, 1, ctx);
-    CK(resa::cuda::block_scores(kv.dev, dq.get(), heads, scale, st.get(), dscores.get(), 132, nullptr));
+    CK(resa::cuda::block_scores(kv.dev, dq.get(), heads, scale, st.get(), dscores.get(), 132,
+                                nullptr));
     std::vector<float> scores = dscores.take();
     for (int h = 0; h < kvh; ++h) {
       std::vector<float> qsel(d, 0.f), ref(kv.nb);
@@ -383,8 +394,12 @@ class TestGpuKernels : public QObject {
         for (int b = 0; b < kv.nb; ++b) scores[size_t(h) * kv.dev.cap_blocks + b] = float(b % 5);
       dscores.put(scores);
     }
-    for (auto [ratio, min_blocks, local, sink] :
-         {std::tuple{0.1, 16, 1, true}, {0.05, 3, 2, false}, {0.3, 1, 1, true}}) {
+    for (auto [ratio, min_blocks, local, sink] : {std::tuple{0.1, 16, 1, true},
+                                                  {0.05, 3, 2, false},
+                                                  { 0.3,
+                                                    1,
+                                                    1,
+                                                    true }}) {
       resa::cuda::SelectParams sp{ratio, min_blocks, local, sink};
       Dev<int> dblocks(size_t(kvh) * kv.dev.cap_blocks), dcount(kvh);
       Dev<uint32_t> dhits(kv.dev.cap_blocks);
@@ -399,8 +414,9 @@ class TestGpuKernels : public QObject {
       std::vector<uint32_t> ref_hits(kv.nb, 0);
       for (int h = 0; h < kvh; ++h) {
         std::vector<int> out(kv.nb), scratch(kv.nb);
-        const int k = resa::cpu::select_top_blocks(scores.data() + size_t(h) * kv.dev.cap_blocks,
-                                                   kv.nb, budget, sink, local, out.data(), scratch.data());
+        const int k =
+            resa::cpu::select_top_blocks(scores.data() + size_t(h) * kv.dev.cap_blocks, kv.nb,
+                                         budget, sink, local, out.data(), scratch.data());
         QCOMPARE(count[h], k);
         for (int i = 0; i < k; ++i) {
           QCOMPARE(blocks[size_t(h) * kv.dev.cap_blocks + i], out[i]);
@@ -433,12 +449,14 @@ class TestGpuKernels : public QObject {
           kv.view.k(p / bs, h)[(p % bs) * d + x] = k[(size_t(i) * kvh + h) * d + x];
           kv.view.v(p / bs, h)[(p % bs) * d + x] = v[(size_t(i) * kvh + h) * d + x];
         }
-    for (int b = 0; b < kv.nb; ++b) resa::cpu::block_summary_recompute(kv.view, b, std::min(bs, ctx - b * bs));
+    for (int b = 0; b < kv.nb; ++b)
+      resa::cpu::block_summary_recompute(kv.view, b, std::min(bs, ctx - b * bs));
     const std::vector<uint16_t> kd = kv.k->take(), summ = kv.summ->take();
     for (int h = 0; h < kvh; ++h) {
       for (int p = 0; p < ctx; ++p)
         for (int x = 0; x < d; ++x)
-          QCOMPARE(resa::bf16_to_f32(kd[(size_t(h) * kv.cap + p) * d + x]), kv.view.k(p / bs, h)[(p % bs) * d + x]);
+          QCOMPARE(resa::bf16_to_f32(kd[(size_t(h) * kv.cap + p) * d + x]),
+                   kv.view.k(p / bs, h)[(p % bs) * d + x]);
       for (int b = 0; b < kv.nb; ++b)
         for (int x = 0; x < d; ++x) {
           const size_t o = (size_t(h) * kv.dev.cap_blocks + b) * 2 * d;

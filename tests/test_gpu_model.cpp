@@ -39,9 +39,10 @@ std::vector<int> ints(const QJsonValue& v) {
 Oracle read_oracle(const QString& name) {
   Oracle o;
   const auto dir = test::fixture("oracle");
-  const QJsonObject j = QJsonDocument::fromJson(QByteArray::fromStdString(
-                                                    test::read_text(dir / (name.toStdString() + ".json"))))
-                            .object();
+  const QJsonObject j =
+      QJsonDocument::fromJson(
+          QByteArray::fromStdString(test::read_text(dir / (name.toStdString() + ".json"))))
+          .object();
   o.model_dir = test::fixtures_dir() / j["model"].toString().toStdString();
   o.prompt_ids = ints(j["prompt_ids"]);
   o.continuation_ids = ints(j["continuation_ids"]);
@@ -70,8 +71,10 @@ double max_abs_diff(const float* a, const float* b, int n) {
 double top2_margin(const float* l, int n) {
   float a = -INFINITY, b = -INFINITY;
   for (int i = 0; i < n; ++i) {
-    if (l[i] > a) b = a, a = l[i];
-    else if (l[i] > b) b = l[i];
+    if (l[i] > a)
+      b = a, a = l[i];
+    else if (l[i] > b)
+      b = l[i];
   }
   return double(a) - double(b);
 }
@@ -162,8 +165,9 @@ class TestGpuModel : public QObject {
       }
     }
     const double rel = std::sqrt(num / den);
-    qInfo("%s decode: relative RMS |gpu - cpu| = %.3g, max abs %.3g, argmax agreed on %d of %d rows",
-          qPrintable(name), rel, worst_cpu, argmax_checked, o.rows);
+    qInfo(
+        "%s decode: relative RMS |gpu - cpu| = %.3g, max abs %.3g, argmax agreed on %d of %d rows",
+        qPrintable(name), rel, worst_cpu, argmax_checked, o.rows);
     QVERIFY(std::isfinite(rel));
     QVERIFY(rel < kLogitRelTolerance);
     const double tol = logit_tolerance(cpu->config().dtype);
@@ -202,10 +206,15 @@ class TestGpuModel : public QObject {
       if (got != want) {
         const int row = int(o.prompt_ids.size() + i) - 1;
         const double margin = top2_margin(o.logits.data() + size_t(row) * o.vocab, o.vocab);
-        QVERIFY2(margin < 2 * tol, qPrintable(QString("token %1: got %2, transformers %3 (margin %4)")
-                                                  .arg(i).arg(got).arg(want).arg(margin)));
+        QVERIFY2(margin < 2 * tol,
+                 qPrintable(QString("token %1: got %2, transformers %3 (margin %4)")
+                                .arg(i)
+                                .arg(got)
+                                .arg(want)
+                                .arg(margin)));
         QWARN(qPrintable(QString("token %1 differs inside a tie (margin %2): compared %1 tokens")
-                             .arg(i).arg(margin)));
+                             .arg(i)
+                             .arg(margin)));
         return;
       }
     }

@@ -38,7 +38,8 @@ Oracle read_oracle(const QString& name) {
   Oracle o;
   const auto dir = test::fixture("oracle");
   const QJsonObject j =
-      QJsonDocument::fromJson(QByteArray::fromStdString(test::read_text(dir / (name.toStdString() + ".json"))))
+      QJsonDocument::fromJson(
+          QByteArray::fromStdString(test::read_text(dir / (name.toStdString() + ".json"))))
           .object();
   o.model_dir = test::fixtures_dir() / j["model"].toString().toStdString();
   o.prompt_text = j["prompt_text"].toString().toStdString();
@@ -101,7 +102,8 @@ class TestModelOracle : public QObject {
     double worst = 0;
     for (int i = 0; i < o.rows; ++i) {
       model->forward(&seq[i], 1, i, kv, nullptr, logits.data(), nullptr);
-      worst = std::max(worst, max_abs_diff(logits.data(), o.logits.data() + size_t(i) * o.vocab, o.vocab));
+      worst = std::max(worst,
+                       max_abs_diff(logits.data(), o.logits.data() + size_t(i) * o.vocab, o.vocab));
     }
     qInfo("%s: max |logit - transformers| = %.3g", qPrintable(name), worst);
     QVERIFY(worst < kLogitTolerance);
@@ -119,8 +121,10 @@ class TestModelOracle : public QObject {
       for (int pos = 0; pos < n; pos += chunk) {
         const int m = std::min(chunk, n - pos);
         model->forward(&o.prompt_ids[pos], m, pos, kv, nullptr, logits.data(), nullptr);
-        const double d = max_abs_diff(logits.data(), o.logits.data() + size_t(pos + m - 1) * o.vocab, o.vocab);
-        QVERIFY2(d < kLogitTolerance, qPrintable(QString("chunk %1 at %2: %3").arg(chunk).arg(pos).arg(d)));
+        const double d =
+            max_abs_diff(logits.data(), o.logits.data() + size_t(pos + m - 1) * o.vocab, o.vocab);
+        QVERIFY2(d < kLogitTolerance,
+                 qPrintable(QString("chunk %1 at %2: %3").arg(chunk).arg(pos).arg(d)));
       }
     }
   }
@@ -129,8 +133,7 @@ class TestModelOracle : public QObject {
     QTest::addColumn<QString>("name");
     QTest::addColumn<QString>("mode");
     for (const char* n : {"llama-gqa", "llama-mha-tied", "mistral-gqa"})
-      for (const char* m : {"dense", "sparse", "resa"})
-        QTest::addRow("%s_%s", n, m) << n << m;
+      for (const char* m : {"dense", "sparse", "resa"}) QTest::addRow("%s_%s", n, m) << n << m;
   }
   // Sparse and resa with default settings read every block at this length (fewer than
   // min_blocks = 16 blocks), so they must continue exactly like dense and like transformers.

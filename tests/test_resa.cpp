@@ -104,11 +104,11 @@ class TestResa : public QObject {
   void budget_rule_matches_resa_md() {
     ResaParams p;  // ratio 0.1, min 16, local 1, sink
     QCOMPARE(resa_budget(1, p), 1);
-    QCOMPARE(resa_budget(10, p), 10);      // fewer blocks than min_blocks: all of them
-    QCOMPARE(resa_budget(30, p), 16);      // min_blocks dominates
-    QCOMPARE(resa_budget(160, p), 16);     // ceil(16.0) == 16
-    QCOMPARE(resa_budget(300, p), 30);     // ceil(30 * 0.1) stays 30 despite rounding
-    QCOMPARE(resa_budget(301, p), 31);     // ceil(30.1)
+    QCOMPARE(resa_budget(10, p), 10);   // fewer blocks than min_blocks: all of them
+    QCOMPARE(resa_budget(30, p), 16);   // min_blocks dominates
+    QCOMPARE(resa_budget(160, p), 16);  // ceil(16.0) == 16
+    QCOMPARE(resa_budget(300, p), 30);  // ceil(30 * 0.1) stays 30 despite rounding
+    QCOMPARE(resa_budget(301, p), 31);  // ceil(30.1)
     QCOMPARE(resa_budget(16384, p), 1639);
     p.min_blocks = 1;
     p.local = 4;
@@ -140,8 +140,7 @@ class TestResa : public QObject {
     QTest::addColumn<int>("ctx");
     QTest::addColumn<int>("group");
     for (int ctx : {1, 3, 9, 27, 81, 129, 257})
-      for (int group : {1, 2, 4, 8})
-        QTest::addRow("ctx%d_gqa%d", ctx, group) << ctx << group;
+      for (int group : {1, 2, 4, 8}) QTest::addRow("ctx%d_gqa%d", ctx, group) << ctx << group;
   }
 
   // FlashInfer's reference: attention over the selected blocks equals softmax attention with

@@ -60,12 +60,18 @@ class TestSlowEvalQuick : public QObject {
     QStringList args{"--quick", "--out", out_.path(), "--threads", "2"};
     const QString demo = demo_model_dir();
     with_demo_ = !demo.isEmpty();
-    if (with_demo_) args << "--model" << demo;
-    else args << "--random-weights" << "tiny";
+    if (with_demo_)
+      args << "--model" << demo;
+    else
+      args << "--random-weights"
+           << "tiny";
     const QString math = math_data_dir();
     with_math_ = !math.isEmpty();
-    if (with_math_) args << "--math-data" << math;
-    else args << "--tasks" << "perplexity,retrieval,agreement";
+    if (with_math_)
+      args << "--math-data" << math;
+    else
+      args << "--tasks"
+           << "perplexity,retrieval,agreement";
     QProcess p;
     p.setProcessChannelMode(QProcess::ForwardedErrorChannel);
     QElapsedTimer timer;
@@ -206,8 +212,9 @@ class TestSlowEvalQuick : public QObject {
 
   void dense_retrieves_the_pass_key_at_short_contexts() {
     if (!with_demo_)
-      QSKIP("resources/models/demo is not there: with random weights (the tiny preset) no mode "
-            "can retrieve; the shape checks above ran");
+      QSKIP(
+          "resources/models/demo is not there: with random weights (the tiny preset) no mode "
+          "can retrieve; the shape checks above ran");
     const QJsonObject dense =
         results_.value("retrieval").toObject().value("modes").toObject().value("dense").toObject();
     const QJsonObject shortest = dense.value("by_length").toArray().first().toObject();

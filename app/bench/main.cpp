@@ -56,7 +56,8 @@ std::vector<int> parse_ints(const QString& s) {
     if (t.endsWith('k')) mul = 1024, t.chop(1);
     bool ok = false;
     const int v = t.toInt(&ok);
-    if (!ok || v <= 0) throw std::runtime_error("not a positive whole number: '" + part.toStdString() + "'");
+    if (!ok || v <= 0)
+      throw std::runtime_error("not a positive whole number: '" + part.toStdString() + "'");
     out.push_back(v * mul);
   }
   return out;
@@ -85,18 +86,22 @@ int main(int argc, char** argv) {
   QCoreApplication app(argc, argv);
   QCoreApplication::setApplicationName("resa-bench");
   QCommandLineParser p;
-  p.setApplicationDescription("Decode / prefill speed of dense, sparse and ReSA modes, or one kernel (--op).");
+  p.setApplicationDescription(
+      "Decode / prefill speed of dense, sparse and ReSA modes, or one kernel (--op).");
   p.addHelpOption();
-  auto opt = [&](const char* name, const char* help, const char* value = nullptr, const char* def = nullptr) {
+  auto opt = [&](const char* name, const char* help, const char* value = nullptr,
+                 const char* def = nullptr) {
     QCommandLineOption o(QString::fromUtf8(name), QString::fromUtf8(help));
     if (value) o.setValueName(QString::fromUtf8(value));
     if (def) o.setDefaultValue(QString::fromUtf8(def));
     p.addOption(o);
   };
   opt("model", "Hugging Face model folder.", "dir");
-  opt("random-weights", "Synthetic weights of a preset: tiny, tinyllama-1.1b, llama-3.1-8b, mistral-7b.", "preset");
+  opt("random-weights",
+      "Synthetic weights of a preset: tiny, tinyllama-1.1b, llama-3.1-8b, mistral-7b.", "preset");
   opt("device", "auto, cpu or cuda.", "d", "auto");
-  opt("contexts", "Context lengths for decode, e.g. 4096,32768,131072,262144 (k suffix ok).", "list", "4096,32768");
+  opt("contexts", "Context lengths for decode, e.g. 4096,32768,131072,262144 (k suffix ok).",
+      "list", "4096,32768");
   opt("modes", "Decode modes: dense,sparse,resa.", "list", "dense,sparse,resa");
   opt("warmup", "Untimed decode steps first (the graph is recorded here).", "n", "5");
   opt("repeats", "Timed decode steps per context and mode.", "n", "64");
@@ -125,17 +130,18 @@ int main(int argc, char** argv) {
     if (p.isSet("op")) {
       const QStringList hs = p.value("op-heads").split('/');
       if (hs.size() != 3) throw std::runtime_error("--op-heads must look like 32/8/128");
-      const auto rows = resa::cuda_op_bench(p.value("op").toStdString(), parse_ints(p.value("contexts")),
-                                            hs[0].toInt(), hs[1].toInt(), hs[2].toInt(),
-                                            p.value("block-size").toInt(), p.value("ratio").toDouble(),
-                                            p.value("min-blocks").toInt(), repeats);
+      const auto rows = resa::cuda_op_bench(
+          p.value("op").toStdString(), parse_ints(p.value("contexts")), hs[0].toInt(),
+          hs[1].toInt(), hs[2].toInt(), p.value("block-size").toInt(), p.value("ratio").toDouble(),
+          p.value("min-blocks").toInt(), repeats);
       const double copy = resa::cuda_copy_bandwidth_gbs(size_t(1) << 30, 20);
-      std::printf("%-12s %-34s %10s %10s %10s %9s %7s\n", "op", "shape", "median_us", "p10_us", "p90_us",
-                  "GB/s", "%copy");
+      std::printf("%-12s %-34s %10s %10s %10s %9s %7s\n", "op", "shape", "median_us", "p10_us",
+                  "p90_us", "GB/s", "%copy");
       QJsonArray arr;
       for (const auto& r : rows) {
-        std::printf("%-12s %-34s %10.2f %10.2f %10.2f %9.1f %6.1f%%\n", r.op.c_str(), r.shape.c_str(),
-                    r.us_median, r.us_p10, r.us_p90, r.gb_per_s, 100.0 * r.gb_per_s / copy);
+        std::printf("%-12s %-34s %10.2f %10.2f %10.2f %9.1f %6.1f%%\n", r.op.c_str(),
+                    r.shape.c_str(), r.us_median, r.us_p10, r.us_p90, r.gb_per_s,
+                    100.0 * r.gb_per_s / copy);
         QJsonObject j;
         j["op"] = QString::fromStdString(r.op);
         j["shape"] = QString::fromStdString(r.shape);
@@ -153,7 +159,8 @@ int main(int argc, char** argv) {
       root["ops"] = arr;
     } else {
       const bool has_model = p.isSet("model"), has_random = p.isSet("random-weights");
-      if (has_model == has_random) throw std::runtime_error("give exactly one of --model DIR or --random-weights PRESET");
+      if (has_model == has_random)
+        throw std::runtime_error("give exactly one of --model DIR or --random-weights PRESET");
       resa::LoadOptions lo;
       const auto dev = resa::parse_device(p.value("device").toStdString());
       if (!dev) throw std::runtime_error("--device must be auto, cpu or cuda");
@@ -164,13 +171,15 @@ int main(int argc, char** argv) {
         model = resa::Model::load(p.value("model").toStdString(), lo);
       } else {
         const auto cfg = resa::preset_config(p.value("random-weights").toStdString());
-        if (!cfg) throw std::runtime_error("unknown preset " + p.value("random-weights").toStdString());
+        if (!cfg)
+          throw std::runtime_error("unknown preset " + p.value("random-weights").toStdString());
         model = resa::Model::random(*cfg, p.value("random-weights").toStdString(), 1, lo);
       }
       const resa::ModelConfig& c = model->config();
       std::fprintf(stderr, "resa-bench: %s on %s, loaded in %.1f s\n", model->name().c_str(),
                    model->backend().name().c_str(), ms_since(t_load) / 1000.0);
-      const double copy = model->backend().is_gpu() ? resa::cuda_copy_bandwidth_gbs(size_t(1) << 30, 20) : 0.0;
+      const double copy =
+          model->backend().is_gpu() ? resa::cuda_copy_bandwidth_gbs(size_t(1) << 30, 20) : 0.0;
       meta["device"] = QString::fromStdString(model->backend().name());
       meta["model"] = QString::fromStdString(model->name());
       meta["copy_gb_per_s"] = copy;
@@ -190,8 +199,9 @@ int main(int argc, char** argv) {
       // a tied head is the embedding read once).
       const double hd = c.hidden_size, qd = double(c.num_heads) * c.head_dim,
                    kvd = double(c.num_kv_heads) * c.head_dim, id = c.intermediate_size;
-      const double weight_bytes = 2.0 * (c.num_layers * (hd * (qd + 2 * kvd) + qd * hd + 3 * hd * id) +
-                                         double(c.vocab_size) * hd);
+      const double weight_bytes =
+          2.0 * (c.num_layers * (hd * (qd + 2 * kvd) + qd * hd + 3 * hd * id) +
+                 double(c.vocab_size) * hd);
       const int eb = model->backend().is_gpu() ? 2 : 4;
       std::mt19937_64 rng(3);
       std::uniform_int_distribution<int> tok(3, c.vocab_size - 1);
@@ -204,15 +214,18 @@ int main(int argc, char** argv) {
         std::vector<int> toks(n);
         for (int& t : toks) t = tok(rng);
         const int chunk = std::max(1, p.value("prefill-chunk").toInt());
-        model->forward(toks.data(), std::min(chunk, n), 0, *kv, nullptr, logits.data(), nullptr);  // warm-up
+        model->forward(toks.data(), std::min(chunk, n), 0, *kv, nullptr, logits.data(),
+                       nullptr);  // warm-up
         kv->truncate(0);
         const auto t0 = Clock::now();
         for (int pos = 0; pos < n; pos += chunk) {
           const int m = std::min(chunk, n - pos);
-          model->forward(toks.data() + pos, m, pos, *kv, nullptr, pos + m == n ? logits.data() : nullptr, nullptr);
+          model->forward(toks.data() + pos, m, pos, *kv, nullptr,
+                         pos + m == n ? logits.data() : nullptr, nullptr);
         }
         const double ms = ms_since(t0);
-        std::printf("prefill %7d tokens: %9.1f ms  %9.1f tok/s (chunks of %d)\n", n, ms, n / (ms / 1000), chunk);
+        std::printf("prefill %7d tokens: %9.1f ms  %9.1f tok/s (chunks of %d)\n", n, ms,
+                    n / (ms / 1000), chunk);
         QJsonObject j;
         j["tokens"] = n;
         j["ms"] = ms;
@@ -255,8 +268,10 @@ int main(int argc, char** argv) {
             const bool resa_mode = *mode == resa::DecodeMode::kResa && rp.rectify_every > 0;
             double rect = 0;
             if (resa_mode && rp.fold_rectification && pos - rectified >= rp.rectify_every) {
-              model->forward(&toks[rectified], pos + 1 - rectified, rectified, *kv, nullptr, logits.data(), nullptr);
-              fs.kv_tokens_read = fs.kv_tokens_dense = int64_t(c.num_layers) * c.num_kv_heads * (pos + 1);
+              model->forward(&toks[rectified], pos + 1 - rectified, rectified, *kv, nullptr,
+                             logits.data(), nullptr);
+              fs.kv_tokens_read = fs.kv_tokens_dense =
+                  int64_t(c.num_layers) * c.num_kv_heads * (pos + 1);
               rectified = pos + 1;
               rect = ms_since(t0);
               if (i >= warmup) ++r.rectifications;
@@ -265,8 +280,10 @@ int main(int argc, char** argv) {
               if (!sparse) rectified = pos + 1;
               if (resa_mode && pos + 1 - rectified >= rp.rectify_every) {
                 const auto tr = Clock::now();
-                model->forward(&toks[rectified], pos + 1 - rectified, rectified, *kv, nullptr, nullptr, nullptr);
-                model->backend().synchronize();  // the rectification's own time, not the next step's
+                model->forward(&toks[rectified], pos + 1 - rectified, rectified, *kv, nullptr,
+                               nullptr, nullptr);
+                model->backend()
+                    .synchronize();  // the rectification's own time, not the next step's
                 rectified = pos + 1;
                 rect = ms_since(tr);
                 if (i >= warmup) ++r.rectifications;
@@ -285,10 +302,13 @@ int main(int argc, char** argv) {
           r.steps = repeats;
           r.step_ms = percentiles(step_ms);
           r.tok_s = repeats / (total_ms / 1000.0);
-          r.kv_fraction = fs_total.kv_tokens_dense > 0 ? double(fs_total.kv_tokens_read) / fs_total.kv_tokens_dense : 1;
+          r.kv_fraction = fs_total.kv_tokens_dense > 0
+                              ? double(fs_total.kv_tokens_read) / fs_total.kv_tokens_dense
+                              : 1;
           r.rect_share = total_ms > 0 ? r.rect_ms_total / total_ms : 0;
-          const double kv_bytes = (double(fs_total.kv_tokens_read) + double(fs_total.summary_blocks_scored)) *
-                                  2.0 * c.head_dim * eb / repeats;
+          const double kv_bytes =
+              (double(fs_total.kv_tokens_read) + double(fs_total.summary_blocks_scored)) * 2.0 *
+              c.head_dim * eb / repeats;
           r.weight_bytes = weight_bytes;
           r.bytes_per_step = weight_bytes + kv_bytes;
           r.gb_s = r.bytes_per_step / (total_ms / repeats * 1e6);
@@ -296,10 +316,13 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "ctx %d %s: %.3f ms/step\n", ctx, r.mode.c_str(), r.step_ms.median);
         }
       }
-      std::printf("\n%s on %s; copy bandwidth %.0f GB/s; block %d, ratio %.2f, min_blocks %d, f %d%s\n",
-                  model->name().c_str(), model->backend().name().c_str(), copy, rp.block_size, rp.ratio,
-                  rp.min_blocks, rp.rectify_every, rp.fold_rectification ? " (folded)" : "");
-      std::printf("| ctx | mode | step ms (p10-p90) | tok/s | KV read | rect share | MB/step | GB/s | %% copy | x dense |\n");
+      std::printf(
+          "\n%s on %s; copy bandwidth %.0f GB/s; block %d, ratio %.2f, min_blocks %d, f %d%s\n",
+          model->name().c_str(), model->backend().name().c_str(), copy, rp.block_size, rp.ratio,
+          rp.min_blocks, rp.rectify_every, rp.fold_rectification ? " (folded)" : "");
+      std::printf(
+          "| ctx | mode | step ms (p10-p90) | tok/s | KV read | rect share | MB/step | GB/s | %% "
+          "copy | x dense |\n");
       std::printf("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
       QJsonArray arr;
       for (const Row& r : rows) {
@@ -307,10 +330,12 @@ int main(int argc, char** argv) {
         for (const Row& d : rows)
           if (d.ctx == r.ctx && d.mode == "dense") dense_ms = d.step_ms.median;
         const double speedup = dense_ms > 0 ? dense_ms / r.step_ms.median : 0;
-        std::printf("| %d | %s | %.3f (%.3f-%.3f) | %.1f | %.1f%% | %.1f%% | %.1f | %.0f | %.1f%% | %.2f |\n", r.ctx,
-                    r.mode.c_str(), r.step_ms.median, r.step_ms.p10, r.step_ms.p90, r.tok_s, 100 * r.kv_fraction,
-                    100 * r.rect_share, r.bytes_per_step / 1e6, r.gb_s, copy > 0 ? 100 * r.gb_s / copy : 0.0,
-                    speedup);
+        std::printf(
+            "| %d | %s | %.3f (%.3f-%.3f) | %.1f | %.1f%% | %.1f%% | %.1f | %.0f | %.1f%% | %.2f "
+            "|\n",
+            r.ctx, r.mode.c_str(), r.step_ms.median, r.step_ms.p10, r.step_ms.p90, r.tok_s,
+            100 * r.kv_fraction, 100 * r.rect_share, r.bytes_per_step / 1e6, r.gb_s,
+            copy > 0 ? 100 * r.gb_s / copy : 0.0, speedup);
         QJsonObject j;
         j["context"] = r.ctx;
         j["mode"] = QString::fromStdString(r.mode);
@@ -336,7 +361,8 @@ int main(int argc, char** argv) {
     }
     if (p.isSet("json")) {
       QFile f(p.value("json"));
-      if (!f.open(QIODevice::WriteOnly)) throw std::runtime_error("cannot write " + p.value("json").toStdString());
+      if (!f.open(QIODevice::WriteOnly))
+        throw std::runtime_error("cannot write " + p.value("json").toStdString());
       f.write(QJsonDocument(root).toJson());
     }
     return 0;

@@ -130,7 +130,8 @@ QJsonObject stats_json(const resa::GenerationResult& r, const resa::Model& m,
 int run(QCoreApplication& app) {
   QCommandLineParser p;
   p.setApplicationDescription(
-      "Run a Llama-family or Qwen2 model on the GPU or the CPU with dense, sparse or ReSA (rectified sparse "
+      "Run a Llama-family or Qwen2 model on the GPU or the CPU with dense, sparse or ReSA "
+      "(rectified sparse "
       "attention) decoding.");
   p.addHelpOption();
   p.addVersionOption();
@@ -142,8 +143,10 @@ int run(QCoreApplication& app) {
     p.addOption(o);
   };
   opt("model", "Hugging Face model folder (config.json, *.safetensors, tokenizer.model).", "dir");
-  opt("random-weights", "Synthetic weights of a preset's shapes: tiny, tinyllama-1.1b, "
-      "llama-3.1-8b, mistral-7b, r1-distill-qwen-1.5b, r1-distill-qwen-7b.", "preset");
+  opt("random-weights",
+      "Synthetic weights of a preset's shapes: tiny, tinyllama-1.1b, "
+      "llama-3.1-8b, mistral-7b, r1-distill-qwen-1.5b, r1-distill-qwen-7b.",
+      "preset");
   opt("prompt", "The user's message.", "text");
   opt("file", "A document put before the prompt.", "path");
   opt("system", "System prompt (first turn).", "text");
@@ -181,13 +184,16 @@ int run(QCoreApplication& app) {
     usage_error("unexpected argument '" + p.positionalArguments().first().toStdString() +
                 "' (did you mean --prompt?)");
   const bool has_model = p.isSet("model"), has_random = p.isSet("random-weights");
-  if (has_model == has_random) usage_error("give exactly one of --model DIR or --random-weights PRESET");
+  if (has_model == has_random)
+    usage_error("give exactly one of --model DIR or --random-weights PRESET");
   if (!p.isSet("chat") && !p.isSet("prompt") && !p.isSet("file"))
     usage_error("nothing to do: give --prompt TEXT, --file PATH or --chat");
 
   resa::GenerateOptions go;
   const auto mode = resa::parse_mode(p.value("mode").toStdString());
-  if (!mode) usage_error("--mode must be dense, sparse or resa, got '" + p.value("mode").toStdString() + "'");
+  if (!mode)
+    usage_error("--mode must be dense, sparse or resa, got '" + p.value("mode").toStdString() +
+                "'");
   go.mode = *mode;
   go.resa.block_size = to_int(p, "block-size", 1, 1024);
   go.resa.ratio = to_double(p, "ratio", 0.0, 1.0, true);
@@ -210,7 +216,8 @@ int run(QCoreApplication& app) {
   lo.threads = to_int(p, "threads", 0, 4096);
   const auto device = resa::parse_device(p.value("device").toStdString());
   if (!device)
-    usage_error("--device must be auto, cuda or cpu, got '" + p.value("device").toStdString() + "'");
+    usage_error("--device must be auto, cuda or cpu, got '" + p.value("device").toStdString() +
+                "'");
   lo.device = *device;
   if (p.isSet("chat-format")) {
     lo.chat_format = resa::parse_chat_format(p.value("chat-format").toStdString());
@@ -232,11 +239,13 @@ int run(QCoreApplication& app) {
       for (const auto& n : resa::preset_names()) names += (names.empty() ? "" : ", ") + n;
       usage_error("unknown preset '" + preset + "' (presets: " + names + ")");
     }
-    model = resa::Model::random(*cfg, preset, uint64_t(to_int(p, "weights-seed", 0, 2147483647)), lo);
+    model =
+        resa::Model::random(*cfg, preset, uint64_t(to_int(p, "weights-seed", 0, 2147483647)), lo);
   }
   if (ctx > 0 && ctx > model->config().max_position_embeddings)
-    std::fprintf(stderr, "resa-cli: note: --ctx %d exceeds the model's max_position_embeddings %d\n",
-                 ctx, model->config().max_position_embeddings);
+    std::fprintf(stderr,
+                 "resa-cli: note: --ctx %d exceeds the model's max_position_embeddings %d\n", ctx,
+                 model->config().max_position_embeddings);
   resa::Conversation conv(*model, ctx, go.resa.block_size);
 
   const bool json = p.isSet("json");
@@ -273,8 +282,9 @@ int run(QCoreApplication& app) {
     if (p.isSet("prompt")) user += (user.empty() ? "" : "\n\n") + p.value("prompt").toStdString();
     const resa::GenerationResult r = turn(user);
     if (json) {
-      std::cout << QJsonDocument(stats_json(r, *model, go)).toJson(QJsonDocument::Compact).toStdString()
-                << std::endl;
+      std::cout
+          << QJsonDocument(stats_json(r, *model, go)).toJson(QJsonDocument::Compact).toStdString()
+          << std::endl;
     } else {
       std::cout << std::endl;
       std::cerr << stats_line(r.stats) << std::endl;
@@ -284,7 +294,8 @@ int run(QCoreApplication& app) {
   // Interactive chat: the document (if any) rides with the first message.
   std::string line;
   bool first = true;
-  if (isatty(STDIN_FILENO)) std::cerr << "resa-cli chat: type a message, /exit to quit" << std::endl;
+  if (isatty(STDIN_FILENO))
+    std::cerr << "resa-cli chat: type a message, /exit to quit" << std::endl;
   for (;;) {
     if (isatty(STDIN_FILENO)) std::cerr << "> " << std::flush;
     if (!std::getline(std::cin, line) || line == "/exit") break;
@@ -294,8 +305,9 @@ int run(QCoreApplication& app) {
     first = false;
     const resa::GenerationResult r = turn(user);
     if (json) {
-      std::cout << QJsonDocument(stats_json(r, *model, go)).toJson(QJsonDocument::Compact).toStdString()
-                << std::endl;
+      std::cout
+          << QJsonDocument(stats_json(r, *model, go)).toJson(QJsonDocument::Compact).toStdString()
+          << std::endl;
     } else {
       std::cout << std::endl;
       std::cerr << stats_line(r.stats) << std::endl;

@@ -231,9 +231,12 @@ class Evaluator {
   double expr() {
     double v = term();
     while (!failed_) {
-      if (accept('+')) v += term();
-      else if (accept('-')) v -= term();
-      else break;
+      if (accept('+'))
+        v += term();
+      else if (accept('-'))
+        v -= term();
+      else
+        break;
     }
     return v;
   }
@@ -251,10 +254,14 @@ class Evaluator {
   double term() {
     double v = factor();
     while (!failed_) {
-      if (accept('*') || accept("\\cdot") || accept("\\times")) v *= factor();
-      else if (accept('/') || accept("\\div")) v /= factor();
-      else if (starts_atom()) v *= factor();  // implicit product: 2\pi, 3\sqrt{2}, 2x
-      else break;
+      if (accept('*') || accept("\\cdot") || accept("\\times"))
+        v *= factor();
+      else if (accept('/') || accept("\\div"))
+        v /= factor();
+      else if (starts_atom())
+        v *= factor();  // implicit product: 2\pi, 3\sqrt{2}, 2x
+      else
+        break;
     }
     return v;
   }
@@ -407,9 +414,9 @@ class Evaluator {
       return std::log(argument()) / std::log(base);
     }
     // Greek letters and other symbols are variables.
-    static const char* kGreek[] = {"\\alpha", "\\beta",  "\\gamma", "\\delta", "\\theta",
-                                   "\\lambda", "\\mu",   "\\phi",   "\\varphi", "\\omega",
-                                   "\\sigma", "\\rho",   "\\tau",   "\\epsilon", "\\varepsilon"};
+    static const char* kGreek[] = {"\\alpha",  "\\beta", "\\gamma", "\\delta",   "\\theta",
+                                   "\\lambda", "\\mu",   "\\phi",   "\\varphi",  "\\omega",
+                                   "\\sigma",  "\\rho",  "\\tau",   "\\epsilon", "\\varepsilon"};
     for (const char* g : kGreek)
       if (accept(g)) return variable(g);
     return fail();
@@ -428,8 +435,8 @@ std::optional<double> evaluate_normalized(std::string_view s) {
 }
 
 bool numbers_equal(double a, double b) {
-  const bool ints = a == std::floor(a) && b == std::floor(b) && std::fabs(a) < 1e15 &&
-                    std::fabs(b) < 1e15;
+  const bool ints =
+      a == std::floor(a) && b == std::floor(b) && std::fabs(a) < 1e15 && std::fabs(b) < 1e15;
   if (ints) return a == b;
   return std::fabs(a - b) <= 1e-4 * std::max(std::fabs(a), std::fabs(b));
 }
@@ -448,8 +455,7 @@ bool symbolic_equal(std::string_view a, std::string_view b) {
     const auto va = ea.run();
     const auto vb = eb.run();
     if (!va || !vb || ea.variables_seen() == 0 || eb.variables_seen() == 0) return false;
-    if (std::fabs(*va - *vb) > 1e-6 * std::max({1.0, std::fabs(*va), std::fabs(*vb)}))
-      return false;
+    if (std::fabs(*va - *vb) > 1e-6 * std::max({1.0, std::fabs(*va), std::fabs(*vb)})) return false;
     nonzero = nonzero || std::fabs(*va) > 1e-9;
   }
   return nonzero;
@@ -488,12 +494,18 @@ struct Bracketed {
 std::optional<Bracketed> outer_brackets(std::string_view s) {
   if (s.size() < 2) return std::nullopt;
   Bracketed b;
-  if (s.substr(0, 2) == "\\{") b.open = s.substr(0, 2);
-  else if (s[0] == '(' || s[0] == '[') b.open = s.substr(0, 1);
-  else return std::nullopt;
-  if (s.substr(s.size() - 2) == "\\}") b.close = s.substr(s.size() - 2);
-  else if (s.back() == ')' || s.back() == ']') b.close = s.substr(s.size() - 1);
-  else return std::nullopt;
+  if (s.substr(0, 2) == "\\{")
+    b.open = s.substr(0, 2);
+  else if (s[0] == '(' || s[0] == '[')
+    b.open = s.substr(0, 1);
+  else
+    return std::nullopt;
+  if (s.substr(s.size() - 2) == "\\}")
+    b.close = s.substr(s.size() - 2);
+  else if (s.back() == ')' || s.back() == ']')
+    b.close = s.substr(s.size() - 1);
+  else
+    return std::nullopt;
   if ((b.open == "\\{") != (b.close == "\\}")) return std::nullopt;
   if (s.size() < b.open.size() + b.close.size()) return std::nullopt;
   // The first bracket must close at the end: depth never returns to 0 before.
@@ -517,8 +529,8 @@ std::optional<Bracketed> outer_brackets(std::string_view s) {
 
 bool equal_normalized(const std::string& a, const std::string& b, bool percent, int depth);
 
-bool lists_equal(const std::vector<std::string>& a, const std::vector<std::string>& b,
-                 bool ordered, bool percent, int depth) {
+bool lists_equal(const std::vector<std::string>& a, const std::vector<std::string>& b, bool ordered,
+                 bool percent, int depth) {
   if (a.size() != b.size()) return false;
   bool in_order = true;
   for (size_t i = 0; i < a.size() && in_order; ++i)
@@ -548,8 +560,7 @@ std::optional<std::string> rhs_of_definition(const std::string& s) {
 // "x\in[2,\infty)" -> "[2,\infty)".
 std::string strip_membership(const std::string& s) {
   const size_t p = s.find("\\in");
-  if (p != std::string::npos && p > 0 && p <= 4 &&
-      (p + 3 >= s.size() || !is_alpha(s[p + 3])))
+  if (p != std::string::npos && p > 0 && p <= 4 && (p + 3 >= s.size() || !is_alpha(s[p + 3])))
     return s.substr(p + 3);
   return s;
 }
@@ -614,8 +625,8 @@ Normalized normalize(std::string_view answer) {
   for (std::string_view sp : {"\\qquad", "\\quad"}) remove_command(s, sp);
   replace_all(s, "~", " ");
   // Degrees.
-  for (std::string_view d : {"^{\\circ}", "^\\circ", "^{\\circ }", "{}^{\\circ}", "\\circ", "°",
-                             "\\degree"})
+  for (std::string_view d :
+       {"^{\\circ}", "^\\circ", "^{\\circ }", "{}^{\\circ}", "\\circ", "°", "\\degree"})
     replace_all(s, d, "");
   // Percent: remembered, so 50\% may equal 0.5.
   if (s.find('%') != std::string::npos) out.percent = true;

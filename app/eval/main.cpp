@@ -117,7 +117,8 @@ QString cpu_model() {
   QFile f("/proc/cpuinfo");
   if (f.open(QIODevice::ReadOnly)) {
     for (const QByteArray& line : f.readAll().split('\n')) {
-      if (line.startsWith("model name")) return QString::fromUtf8(line.mid(line.indexOf(':') + 1)).trimmed();
+      if (line.startsWith("model name"))
+        return QString::fromUtf8(line.mid(line.indexOf(':') + 1)).trimmed();
     }
   }
   return QSysInfo::currentCpuArchitecture();
@@ -131,12 +132,14 @@ std::pair<std::string, std::string> default_document() {
     const fs::path p = fs::path("/usr/share/common-licenses") / name;
     std::ifstream f(p, std::ios::binary);
     if (!f) continue;
-    text += std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()) + "\n\n";
+    text +=
+        std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()) + "\n\n";
     if (!names.empty()) names += '+';
     names += name;
   }
   if (text.empty())
-    usage_error("no default document (/usr/share/common-licenses is missing): pass --document FILE");
+    usage_error(
+        "no default document (/usr/share/common-licenses is missing): pass --document FILE");
   names.insert(0, "/usr/share/common-licenses/");
   return {text, names};
 }
@@ -188,21 +191,26 @@ int run(QApplication& app) {
   opt("rectify-every", "Tokens between rectifications (0: never).", "f", "32");
   opt("fold-rectification", "Fold each rectification into a decode step.");
   opt("ctx", "Largest context to test (default: the model's limit).", "n", "0");
-  opt("document", "Long document for perplexity and agreement (default: Debian's license "
-      "texts).", "file");
+  opt("document",
+      "Long document for perplexity and agreement (default: Debian's license "
+      "texts).",
+      "file");
   opt("ppl-lengths", "Context lengths for perplexity (default: 1/8, 1/4, 1/2 and all of --ctx).",
       "list");
   opt("retrieval-lengths", "Context lengths of the pass-key grid (default: 1/8 .. all of --ctx).",
       "list");
   opt("depths", "Depths of the pass key, 0 = start, 1 = end.", "list", "0,0.25,0.5,0.75,1");
   opt("trials", "Keys per (length, depth) cell.", "n", "2");
-  opt("filler", "Filler text file for the pass-key prompts (default: the classic grass / sky / "
-      "sun sentences).", "file");
-  opt("agreement-lengths", "Prompt lengths for agreement (default: 1/4 and 3/4 of --ctx).",
-      "list");
+  opt("filler",
+      "Filler text file for the pass-key prompts (default: the classic grass / sky / "
+      "sun sentences).",
+      "file");
+  opt("agreement-lengths", "Prompt lengths for agreement (default: 1/4 and 3/4 of --ctx).", "list");
   opt("agreement-tokens", "Tokens generated per agreement run.", "n", "512");
-  opt("math-data", "Folder of the five math .jsonl files (default: ../shared/data/math of the "
-      "source tree).", "dir");
+  opt("math-data",
+      "Folder of the five math .jsonl files (default: ../shared/data/math of the "
+      "source tree).",
+      "dir");
   opt("math-sets", "Comma-separated math sets.", "list",
       "aime24,amc23,gaokao2023en,minerva_math,olympiadbench");
   opt("limit", "Problems per math set (0: all).", "n", "0");
@@ -217,7 +225,8 @@ int run(QApplication& app) {
   if (!p.positionalArguments().isEmpty())
     usage_error("unexpected argument '" + p.positionalArguments().first().toStdString() + "'");
   const bool has_model = p.isSet("model"), has_random = p.isSet("random-weights");
-  if (has_model == has_random) usage_error("give exactly one of --model DIR or --random-weights PRESET");
+  if (has_model == has_random)
+    usage_error("give exactly one of --model DIR or --random-weights PRESET");
   const bool quick = p.isSet("quick");
 
   resa::eval::EvalSetup setup;
@@ -260,7 +269,8 @@ int run(QApplication& app) {
     const std::string preset = p.value("random-weights").toStdString();
     const auto cfg = resa::preset_config(preset);
     if (!cfg) usage_error("unknown preset '" + preset + "'");
-    model = resa::Model::random(*cfg, preset, uint64_t(to_int(p, "weights-seed", 0, 2147483647)), lo);
+    model =
+        resa::Model::random(*cfg, preset, uint64_t(to_int(p, "weights-seed", 0, 2147483647)), lo);
     model_name = QString::fromStdString(preset) + " (random weights)";
   }
   const bool verbose = !p.isSet("quiet");
@@ -279,19 +289,19 @@ int run(QApplication& app) {
     for (double f : fs) v.push_back(std::max(64, int(ctx * f)));
     return v;
   };
-  const std::vector<int> ppl_lengths =
-      p.isSet("ppl-lengths") ? int_list(p, "ppl-lengths", 2, ctx)
-                             : quick ? fractions({0.25, 0.5, 1.0})
-                                     : fractions({0.125, 0.25, 0.5, 1.0});
-  std::vector<int> ret_lengths =
-      p.isSet("retrieval-lengths") ? int_list(p, "retrieval-lengths", 64, ctx)
-                                   : quick ? fractions({0.25, 0.5, 1.0})
-                                           : fractions({0.125, 0.25, 0.5, 0.75, 1.0});
-  const std::vector<int> agree_lengths =
-      p.isSet("agreement-lengths") ? int_list(p, "agreement-lengths", 2, ctx)
-                                   : quick ? fractions({0.5}) : fractions({0.25, 0.75});
-  const int agree_tokens = quick && !p.isSet("agreement-tokens")
-                               ? 64 : to_int(p, "agreement-tokens", 1, 1 << 20);
+  const std::vector<int> ppl_lengths = p.isSet("ppl-lengths") ? int_list(p, "ppl-lengths", 2, ctx)
+                                       : quick                ? fractions({0.25, 0.5, 1.0})
+                                                              : fractions({0.125, 0.25, 0.5, 1.0});
+  std::vector<int> ret_lengths = p.isSet("retrieval-lengths")
+                                     ? int_list(p, "retrieval-lengths", 64, ctx)
+                                 : quick ? fractions({0.25, 0.5, 1.0})
+                                         : fractions({0.125, 0.25, 0.5, 0.75, 1.0});
+  const std::vector<int> agree_lengths = p.isSet("agreement-lengths")
+                                             ? int_list(p, "agreement-lengths", 2, ctx)
+                                         : quick ? fractions({0.5})
+                                                 : fractions({0.25, 0.75});
+  const int agree_tokens =
+      quick && !p.isSet("agreement-tokens") ? 64 : to_int(p, "agreement-tokens", 1, 1 << 20);
   const std::vector<double> depths =
       quick && !p.isSet("depths") ? std::vector<double>{0.1, 0.5, 0.9} : double_list(p, "depths");
   const int trials = quick && !p.isSet("trials") ? 1 : to_int(p, "trials", 1, 1000);
@@ -312,8 +322,10 @@ int run(QApplication& app) {
   // Provenance (STYLE.md 13): command, commit, machine next to every number.
   const fs::path src = source_dir();
   QString commit = run_git(src, {"rev-parse", "--short=12", "HEAD"});
-  if (commit.isEmpty()) commit = "unknown";
-  else if (!run_git(src, {"status", "--porcelain", "--untracked-files=no"}).isEmpty()) commit += "+dirty";
+  if (commit.isEmpty())
+    commit = "unknown";
+  else if (!run_git(src, {"status", "--porcelain", "--untracked-files=no"}).isEmpty())
+    commit += "+dirty";
   QJsonObject prov;
   prov["command"] = QCoreApplication::arguments().join(' ');
   prov["commit"] = commit;
@@ -500,7 +512,8 @@ int run(QApplication& app) {
       mo.sets.push_back(s.trimmed().toStdString());
     mo.limit = quick && !p.isSet("limit") ? 1 : to_int(p, "limit", 0, 1 << 20);
     mo.samples = to_int(p, "samples", 1, 4096);
-    mo.max_new_tokens = quick && !p.isSet("max-new-tokens") ? 24 : to_int(p, "max-new-tokens", 1, 1 << 20);
+    mo.max_new_tokens =
+        quick && !p.isSet("max-new-tokens") ? 24 : to_int(p, "max-new-tokens", 1, 1 << 20);
     mo.temperature = float(to_double(p, "temperature", 0.0, 100.0));
     mo.top_p = float(to_double(p, "top-p", 1e-6, 1.0));
     mo.seed = uint64_t(to_int(p, "seed", 0, 2147483647));
@@ -545,7 +558,8 @@ int run(QApplication& app) {
       }
       QJsonObject o;
       o["sets"] = sets;
-      o["average"] = mo.sets.empty() ? 0.0 : sum / double(mo.sets.size());  // of the sets, as the paper
+      o["average"] =
+          mo.sets.empty() ? 0.0 : sum / double(mo.sets.size());  // of the sets, as the paper
       by_mode[mode_q(m)] = o;
     }
     section["modes"] = by_mode;
@@ -570,12 +584,14 @@ int run(QApplication& app) {
   const QString json_path = out_dir + "/results.json";
   QFile jf(json_path);
   if (!jf.open(QIODevice::WriteOnly | QIODevice::Truncate))
-    throw resa::Error(resa::ErrorKind::kInvalidArgument,
-                      json_path.toStdString() + ": cannot write it (" + jf.errorString().toStdString() + ")");
+    throw resa::Error(
+        resa::ErrorKind::kInvalidArgument,
+        json_path.toStdString() + ": cannot write it (" + jf.errorString().toStdString() + ")");
   jf.write(QJsonDocument(results).toJson(QJsonDocument::Indented));
   jf.close();
   QFile mf(out_dir + "/results.md");
-  if (mf.open(QIODevice::WriteOnly | QIODevice::Truncate)) mf.write(resa::eval::markdown_report(results).toUtf8());
+  if (mf.open(QIODevice::WriteOnly | QIODevice::Truncate))
+    mf.write(resa::eval::markdown_report(results).toUtf8());
   mf.close();
   const QStringList charts = resa::eval::write_charts(results, out_dir);
   progress("wrote " + json_path.toStdString() + ", results.md and " +

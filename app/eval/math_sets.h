@@ -10,8 +10,8 @@
 namespace resa::eval {
 
 struct MathProblem {
-  std::string set;       // "aime24", ...
-  int index = 0;         // 0-based line in the file
+  std::string set;  // "aime24", ...
+  int index = 0;    // 0-based line in the file
   std::string question;
   std::string gold;      // as the set writes it (olympiadbench's list joined by ", ")
   std::string solution;  // the reference solution where the set has one (a list: joined)

@@ -115,8 +115,9 @@ QString retrieval_md(const QJsonObject& r, const QStringList& modes) {
   const QJsonObject ret = r.value("retrieval").toObject();
   const QJsonObject by_mode = ret.value("modes").toObject();
   QString md = "## Pass-key retrieval\n\n";
-  md += QString("Greedy answer to \"What is the pass key? The pass key is\" after a filler with the "
-                "key at a depth; %1 key(s) per cell. Accuracy per context length (all depths):\n\n")
+  md += QString(
+            "Greedy answer to \"What is the pass key? The pass key is\" after a filler with the "
+            "key at a depth; %1 key(s) per cell. Accuracy per context length (all depths):\n\n")
             .arg(ret.value("trials").toInt());
   QStringList head{"tokens"};
   head << modes;
@@ -125,12 +126,19 @@ QString retrieval_md(const QJsonObject& r, const QStringList& modes) {
   for (int i = 0; i < lengths.size(); ++i) {
     QStringList row{QString::number(lengths.at(i).toInt())};
     for (const QString& m : modes)
-      row << pct(by_mode.value(m).toObject().value("by_length").toArray().at(i).toObject()
-                     .value("accuracy").toDouble());
+      row << pct(by_mode.value(m)
+                     .toObject()
+                     .value("by_length")
+                     .toArray()
+                     .at(i)
+                     .toObject()
+                     .value("accuracy")
+                     .toDouble());
     md += table_row(row);
   }
   QStringList all{"all"};
-  for (const QString& m : modes) all << "**" + pct(by_mode.value(m).toObject().value("accuracy").toDouble()) + "**";
+  for (const QString& m : modes)
+    all << "**" + pct(by_mode.value(m).toObject().value("accuracy").toDouble()) + "**";
   md += table_row(all) + "\n";
   md += "By length and depth (correct / trials):\n\n";
   QStringList head2{"tokens", "depth"};
@@ -155,9 +163,10 @@ QString agreement_md(const QJsonObject& r, const QStringList& modes) {
   const QJsonObject ag = r.value("agreement").toObject();
   const QJsonObject by_mode = ag.value("modes").toObject();
   QString md = "## Agreement with dense\n\n";
-  md += QString("Greedy generations of %1 tokens after a prompt from the document: share of "
-                "tokens identical to dense's at the same index, and the index of the first "
-                "difference (-: none).\n\n")
+  md += QString(
+            "Greedy generations of %1 tokens after a prompt from the document: share of "
+            "tokens identical to dense's at the same index, and the index of the first "
+            "difference (-: none).\n\n")
             .arg(ag.value("new_tokens").toInt());
   md += table_row({"prompt tokens", "mode", "generated", "identical", "first divergence"}) +
         table_rule(5);
@@ -179,9 +188,10 @@ QString math_md(const QJsonObject& r, const QStringList& modes) {
   const QJsonObject math = r.value("math").toObject();
   const QJsonObject by_mode = math.value("modes").toObject();
   QString md = "## Math (shared/data/math protocol)\n\n";
-  md += QString("Temperature %1, top-p %2, at most %3 new tokens, %4 sample(s) per problem, "
-                "%5 problem(s) per set; accuracy = share of samples whose last \\boxed{} equals "
-                "the gold answer.\n\n")
+  md += QString(
+            "Temperature %1, top-p %2, at most %3 new tokens, %4 sample(s) per problem, "
+            "%5 problem(s) per set; accuracy = share of samples whose last \\boxed{} equals "
+            "the gold answer.\n\n")
             .arg(math.value("temperature").toDouble())
             .arg(math.value("top_p").toDouble())
             .arg(math.value("max_new_tokens").toInt())
@@ -195,14 +205,16 @@ QString math_md(const QJsonObject& r, const QStringList& modes) {
     const QString set = sv.toString();
     QStringList row{set};
     for (const QString& m : modes) {
-      const QJsonObject o = by_mode.value(m).toObject().value("sets").toObject().value(set).toObject();
+      const QJsonObject o =
+          by_mode.value(m).toObject().value("sets").toObject().value(set).toObject();
       if (row.size() == 1) row << QString::number(o.value("total").toInt());
       row << pct(o.value("accuracy").toDouble());
     }
     md += table_row(row);
   }
   QStringList avg{"**average**", ""};
-  for (const QString& m : modes) avg << "**" + pct(by_mode.value(m).toObject().value("average").toDouble()) + "**";
+  for (const QString& m : modes)
+    avg << "**" + pct(by_mode.value(m).toObject().value("average").toDouble()) + "**";
   md += table_row(avg);
   return md + "\n";
 }
@@ -315,7 +327,8 @@ QString markdown_report(const QJsonObject& r) {
   if (r.contains("math")) md += math_md(r, modes);
   const QJsonObject secs = r.value("seconds").toObject();
   QStringList t;
-  for (auto it = secs.begin(); it != secs.end(); ++it) t << it.key() + " " + fmt(it.value().toDouble(), 1) + " s";
+  for (auto it = secs.begin(); it != secs.end(); ++it)
+    t << it.key() + " " + fmt(it.value().toDouble(), 1) + " s";
   md += "Run time: " + t.join(", ") + ".\n";
   return md;
 }
@@ -329,48 +342,49 @@ QStringList write_charts(const QJsonObject& r, const QString& dir) {
   };
   if (r.contains("perplexity")) {
     const QJsonObject by_mode = r.value("perplexity").toObject().value("modes").toObject();
-    save(line_chart("Perplexity through the decoding path (" + model + ")", modes,
-                    "perplexity (first N tokens)",
-                    [&](const QString& m) {
-                      QList<QPointF> pts;
-                      for (const QJsonValue& v : by_mode.value(m).toObject().value("points").toArray())
-                        pts << QPointF(v.toObject().value("length").toInt(),
-                                       v.toObject().value("ppl").toDouble());
-                      return pts;
-                    },
-                    false),
+    save(line_chart(
+             "Perplexity through the decoding path (" + model + ")", modes,
+             "perplexity (first N tokens)",
+             [&](const QString& m) {
+               QList<QPointF> pts;
+               for (const QJsonValue& v : by_mode.value(m).toObject().value("points").toArray())
+                 pts << QPointF(v.toObject().value("length").toInt(),
+                                v.toObject().value("ppl").toDouble());
+               return pts;
+             },
+             false),
          "perplexity.png");
     // Drift: mean log-probability gap to dense over windows, against position.
     QStringList others;
     for (const QString& m : modes)
       if (m != "dense") others << m;
     if (!others.isEmpty() && by_mode.contains("dense")) {
-      save(line_chart("Drift from dense: mean log-prob gap per window of tokens (" + model + ")",
-                      others, "dense log p - mode log p (nats/token)",
-                      [&](const QString& m) {
-                        QList<QPointF> pts;
-                        for (const QJsonValue& v :
-                             by_mode.value(m).toObject().value("drift").toArray())
-                          pts << QPointF(v.toObject().value("end").toInt(),
-                                         v.toObject().value("gap").toDouble());
-                        return pts;
-                      },
-                      false),
+      save(line_chart(
+               "Drift from dense: mean log-prob gap per window of tokens (" + model + ")", others,
+               "dense log p - mode log p (nats/token)",
+               [&](const QString& m) {
+                 QList<QPointF> pts;
+                 for (const QJsonValue& v : by_mode.value(m).toObject().value("drift").toArray())
+                   pts << QPointF(v.toObject().value("end").toInt(),
+                                  v.toObject().value("gap").toDouble());
+                 return pts;
+               },
+               false),
            "drift.png");
     }
   }
   if (r.contains("retrieval")) {
     const QJsonObject by_mode = r.value("retrieval").toObject().value("modes").toObject();
-    save(line_chart("Pass-key retrieval accuracy (" + model + ")", modes, "accuracy (%)",
-                    [&](const QString& m) {
-                      QList<QPointF> pts;
-                      for (const QJsonValue& v :
-                           by_mode.value(m).toObject().value("by_length").toArray())
-                        pts << QPointF(v.toObject().value("length").toInt(),
-                                       100.0 * v.toObject().value("accuracy").toDouble());
-                      return pts;
-                    },
-                    true, 105),
+    save(line_chart(
+             "Pass-key retrieval accuracy (" + model + ")", modes, "accuracy (%)",
+             [&](const QString& m) {
+               QList<QPointF> pts;
+               for (const QJsonValue& v : by_mode.value(m).toObject().value("by_length").toArray())
+                 pts << QPointF(v.toObject().value("length").toInt(),
+                                100.0 * v.toObject().value("accuracy").toDouble());
+               return pts;
+             },
+             true, 105),
          "retrieval.png");
   }
   if (r.contains("agreement")) {
@@ -382,14 +396,21 @@ QStringList write_charts(const QJsonObject& r, const QString& dir) {
     for (const QString& m : modes)
       if (m != "dense") others << m;
     if (!others.isEmpty()) {
-      save(bar_chart("Greedy tokens identical to dense (" + model + ", " +
-                         QString::number(ag.value("new_tokens").toInt()) + " generated)",
-                     cats, others,
-                     [&](const QString& m, int i) {
-                       return 100.0 * ag.value("modes").toObject().value(m).toArray().at(i)
-                                          .toObject().value("identical_share").toDouble();
-                     },
-                     "identical tokens (%)", 100),
+      save(bar_chart(
+               "Greedy tokens identical to dense (" + model + ", " +
+                   QString::number(ag.value("new_tokens").toInt()) + " generated)",
+               cats, others,
+               [&](const QString& m, int i) {
+                 return 100.0 * ag.value("modes")
+                                    .toObject()
+                                    .value(m)
+                                    .toArray()
+                                    .at(i)
+                                    .toObject()
+                                    .value("identical_share")
+                                    .toDouble();
+               },
+               "identical tokens (%)", 100),
            "agreement.png");
     }
   }
@@ -401,10 +422,13 @@ QStringList write_charts(const QJsonObject& r, const QString& dir) {
     double ymax = 0;
     auto acc = [&](const QString& m, int i) {
       const QJsonObject o = math.value("modes").toObject().value(m).toObject();
-      const double a = i + 1 == cats.size()
-                           ? o.value("average").toDouble()
-                           : o.value("sets").toObject().value(cats.at(i)).toObject()
-                                 .value("accuracy").toDouble();
+      const double a = i + 1 == cats.size() ? o.value("average").toDouble()
+                                            : o.value("sets")
+                                                  .toObject()
+                                                  .value(cats.at(i))
+                                                  .toObject()
+                                                  .value("accuracy")
+                                                  .toDouble();
       return 100.0 * a;
     };
     for (const QString& m : modes)

@@ -209,8 +209,8 @@ std::vector<RetrievalTrial> run_retrieval(Model& model, const RetrievalOptions& 
         std::vector<int> ids;
         for (;;) {
           const int before = int(std::lround(units * depth));
-          ids = with_bos(model, tok.encode(passkey_prompt(trial.key, before, units - before,
-                                                          filler)));
+          ids = with_bos(model,
+                         tok.encode(passkey_prompt(trial.key, before, units - before, filler)));
           if (int(ids.size()) <= budget || units == 0) break;
           units -= std::max(1, int((int(ids.size()) - budget) / per_unit));
           units = std::max(units, 0);
@@ -231,8 +231,8 @@ std::vector<RetrievalTrial> run_retrieval(Model& model, const RetrievalOptions& 
         if (progress) {
           std::string line = "retrieval " + std::to_string(done) + "/" + std::to_string(cells) +
                              ": " + std::to_string(trial.prompt_tokens) + " tokens, depth " +
-                             std::to_string(int(std::lround(depth * 100))) + "%, key " +
-                             trial.key + ":";
+                             std::to_string(int(std::lround(depth * 100))) + "%, key " + trial.key +
+                             ":";
           for (DecodeMode m : setup.modes)
             line.append(" ").append(mode_name(m)).append(trial.correct[m] ? " ok" : " wrong");
           progress(line);
@@ -310,8 +310,9 @@ std::vector<MathSample> run_math(Model& model, const std::vector<MathProblem>& p
     const int prompt = int(ids.size());
     const int max_new = std::min(opt.max_new_tokens, model_ctx - prompt - 1);
     if (max_new < 1) {
-      if (progress) progress("math " + p.set + "#" + std::to_string(p.index) + ": prompt of " +
-                             std::to_string(prompt) + " tokens does not fit; skipped");
+      if (progress)
+        progress("math " + p.set + "#" + std::to_string(p.index) + ": prompt of " +
+                 std::to_string(prompt) + " tokens does not fit; skipped");
       continue;
     }
     Conversation conv(model, prompt + max_new + 1, setup.resa.block_size);
@@ -342,7 +343,9 @@ std::vector<MathSample> run_math(Model& model, const std::vector<MathProblem>& p
       std::string line = "math " + p.set + "#" + std::to_string(p.index) + " (" +
                          std::to_string(done) + "/" + std::to_string(problems.size()) + ")";
       for (size_t i = samples.size() - setup.modes.size() * opt.samples; i < samples.size(); ++i)
-        line.append(" ").append(mode_name(samples[i].mode)).append(samples[i].correct ? " ok" : " wrong");
+        line.append(" ")
+            .append(mode_name(samples[i].mode))
+            .append(samples[i].correct ? " ok" : " wrong");
       progress(line);
     }
   }

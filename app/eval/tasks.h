@@ -25,10 +25,10 @@ struct EvalSetup {
 
 // ---- (a) perplexity through the decoding path -------------------------------------------------
 struct PerplexityPoint {
-  int length = 0;            // tokens of the document scored: positions 1 .. length-1
-  double ppl = 0;            // exp(mean NLL) over positions 1 .. length-1
-  double window_ppl = 0;     // over the positions since the previous length only
-  double top1_agree = 0;     // share of positions whose argmax equals dense's (1 for dense)
+  int length = 0;         // tokens of the document scored: positions 1 .. length-1
+  double ppl = 0;         // exp(mean NLL) over positions 1 .. length-1
+  double window_ppl = 0;  // over the positions since the previous length only
+  double top1_agree = 0;  // share of positions whose argmax equals dense's (1 for dense)
 };
 struct PerplexityRun {
   DecodeMode mode = DecodeMode::kDense;
@@ -56,10 +56,10 @@ struct RetrievalTrial {
 struct RetrievalOptions {
   std::vector<int> lengths;
   std::vector<double> depths;
-  int trials = 1;            // keys per (length, depth)
+  int trials = 1;  // keys per (length, depth)
   int max_new_tokens = 12;
   uint64_t seed = 1;
-  std::string filler;        // "" = the classic grass / sky / sun filler
+  std::string filler;  // "" = the classic grass / sky / sun filler
 };
 // The prompt: an instruction, filler with "The pass key is NNNNN. Remember it. NNNNN is the pass
 // key." at `depth`, then "What is the pass key? The pass key is"; greedy; correct when the first
@@ -87,10 +87,10 @@ std::vector<AgreementRun> run_agreement(Model& model, const std::vector<int>& do
 // ---- (d) math ----------------------------------------------------------------------------------
 struct MathOptions {
   std::vector<std::string> sets;
-  int limit = 0;              // problems per set, 0 = all
-  int samples = 1;            // samples per problem
+  int limit = 0;    // problems per set, 0 = all
+  int samples = 1;  // samples per problem
   int max_new_tokens = 16384;
-  float temperature = 0.6f;   // the protocol's sampling
+  float temperature = 0.6f;  // the protocol's sampling
   float top_p = 0.9f;
   uint64_t seed = 0;
 };

@@ -19,7 +19,9 @@ struct KvLayerView {
 
   size_t kv_floats() const { return size_t(kv_heads) * block_size * head_dim; }
   float* k(int b, int h) const { return blocks[b] + size_t(h) * block_size * head_dim; }
-  float* v(int b, int h) const { return blocks[b] + kv_floats() + size_t(h) * block_size * head_dim; }
+  float* v(int b, int h) const {
+    return blocks[b] + kv_floats() + size_t(h) * block_size * head_dim;
+  }
   float* kmin(int b, int h) const { return blocks[b] + 2 * kv_floats() + size_t(h) * head_dim; }
   float* kmax(int b, int h) const {
     return blocks[b] + 2 * kv_floats() + size_t(kv_heads + h) * head_dim;
@@ -34,7 +36,7 @@ struct AttentionArgs {
   float* out = nullptr;      // [nq][n_heads][head_dim]
   int nq = 0;                // query tokens, at positions pos0 .. pos0 + nq - 1
   int pos0 = 0;
-  int n_heads = 0;           // query heads; n_heads / kv.kv_heads share one KV head (GQA)
+  int n_heads = 0;  // query heads; n_heads / kv.kv_heads share one KV head (GQA)
   KvLayerView kv;
   // Sparse: per KV head, the blocks to read (ascending). Null: every block up to the query.
   const int* const* selected = nullptr;  // [kv_heads] -> [n_selected[h]]

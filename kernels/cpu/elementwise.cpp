@@ -58,7 +58,8 @@ void add_inplace(float* x, const float* y, int64_t count) {
 void embed_bf16(const uint16_t* table, int d, const int* ids, int n, float* out) {
   for (int t = 0; t < n; ++t) {
     const uint16_t* row = table + size_t(ids[t]) * d;
-    for (int i = 0; i < d; ++i) out[size_t(t) * d + i] = std::bit_cast<float>(uint32_t{row[i]} << 16);
+    for (int i = 0; i < d; ++i)
+      out[size_t(t) * d + i] = std::bit_cast<float>(uint32_t{row[i]} << 16);
   }
 }
 

@@ -11,8 +11,8 @@ namespace {
 inline float widen(uint16_t h) { return std::bit_cast<float>(uint32_t{h} << 16); }
 
 // Four activation rows against one weight row: each weight element is loaded once.
-inline void dot4(const float* w, const float* x0, const float* x1, const float* x2,
-                 const float* x3, int k, float out[4]) {
+inline void dot4(const float* w, const float* x0, const float* x1, const float* x2, const float* x3,
+                 int k, float out[4]) {
   float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
 #pragma omp simd reduction(+ : s0, s1, s2, s3)
   for (int i = 0; i < k; ++i) {
@@ -39,8 +39,8 @@ inline float dot1_bf16(const uint16_t* w, const float* x, int k) {
 }
 
 // One weight row (already f32) against all n activation rows.
-inline void row_times_all(const float* wrow, const float* x, int n, int k, int m, int j,
-                          float bias, float* y) {
+inline void row_times_all(const float* wrow, const float* x, int n, int k, int m, int j, float bias,
+                          float* y) {
   int t = 0;
   for (; t + 4 <= n; t += 4) {
     float r[4];

@@ -85,9 +85,9 @@ constexpr int kDecodeUnroll = 4;
 // attention and its log2-sum-exp, merged by combine_kernel (flash-decoding).
 template <int D, int G>
 __global__ void __launch_bounds__(kDecodeThreads)
-    decode_kernel(KvLayerDev kv, const float* __restrict__ q, float scale_log2,
-                  const PassState* st, const int* sel_blocks, const int* sel_count,
-                  int n_heads, float* part_o, float* part_lse) {
+    decode_kernel(KvLayerDev kv, const float* __restrict__ q, float scale_log2, const PassState* st,
+                  const int* sel_blocks, const int* sel_count, int n_heads, float* part_o,
+                  float* part_lse) {
   constexpr int LPK = D / 8;
   constexpr int NG = kDecodeThreads / LPK;  // key groups per CTA
   constexpr int U = kDecodeUnroll;
@@ -201,8 +201,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
   }
 }
 
-__global__ void combine_kernel(const float* part_o, const float* part_lse, int splits,
-                               int n_heads, int d, float* out) {
+__global__ void combine_kernel(const float* part_o, const float* part_lse, int splits, int n_heads,
+                               int d, float* out) {
   const int hq = blockIdx.x;
   float M = -INFINITY;
   for (int s = 0; s < splits; ++s) M = fmaxf(M, part_lse[size_t(s) * n_heads + hq]);
@@ -224,7 +224,7 @@ __global__ void combine_kernel(const float* part_o, const float* part_lse, int s
 constexpr int kPrefillWarps = 8;
 constexpr int kPrefillRowsPerWarp = 16;
 constexpr int kPrefillRows = kPrefillWarps * kPrefillRowsPerWarp;  // (query, head) rows per CTA
-constexpr int kPrefillK = 32;                                       // keys per tile (one per lane)
+constexpr int kPrefillK = 32;                                      // keys per tile (one per lane)
 
 template <int D>
 constexpr size_t prefill_smem_bytes() {
@@ -390,8 +390,10 @@ __global__ void __launch_bounds__(kScoreThreads)
       o.z = __shfl_xor_sync(0xffffffffu, r[u].z, HALF);
       o.w = __shfl_xor_sync(0xffffffffu, r[u].w, HALF);
       float lo[8], hi[8];
-      if (li < HALF) unpack8(r[u], lo), unpack8(o, hi);
-      else unpack8(o, lo), unpack8(r[u], hi);
+      if (li < HALF)
+        unpack8(r[u], lo), unpack8(o, hi);
+      else
+        unpack8(o, lo), unpack8(r[u], hi);
       float s = 0.f;
 #pragma unroll
       for (int j = 0; j < 8; ++j) s += fmaxf(qf[j] * hi[j], qf[j] * lo[j]);
@@ -492,10 +494,14 @@ __global__ void __launch_bounds__(kTopkThreads)
 template <typename F>
 cudaError_t dispatch_d(int d, F&& f) {
   switch (d) {
-    case 128: return f(std::integral_constant<int, 128>{});
-    case 64: return f(std::integral_constant<int, 64>{});
-    case 32: return f(std::integral_constant<int, 32>{});
-    case 16: return f(std::integral_constant<int, 16>{});
+    case 128:
+      return f(std::integral_constant<int, 128>{});
+    case 64:
+      return f(std::integral_constant<int, 64>{});
+    case 32:
+      return f(std::integral_constant<int, 32>{});
+    case 16:
+      return f(std::integral_constant<int, 16>{});
   }
   return cudaErrorInvalidValue;
 }
@@ -503,14 +509,22 @@ cudaError_t dispatch_d(int d, F&& f) {
 template <int D, typename F>
 cudaError_t dispatch_g(int g, F&& f) {
   switch (g) {
-    case 1: return f(std::integral_constant<int, 1>{});
-    case 2: return f(std::integral_constant<int, 2>{});
-    case 3: return f(std::integral_constant<int, 3>{});
-    case 4: return f(std::integral_constant<int, 4>{});
-    case 5: return f(std::integral_constant<int, 5>{});
-    case 6: return f(std::integral_constant<int, 6>{});
-    case 7: return f(std::integral_constant<int, 7>{});
-    case 8: return f(std::integral_constant<int, 8>{});
+    case 1:
+      return f(std::integral_constant<int, 1>{});
+    case 2:
+      return f(std::integral_constant<int, 2>{});
+    case 3:
+      return f(std::integral_constant<int, 3>{});
+    case 4:
+      return f(std::integral_constant<int, 4>{});
+    case 5:
+      return f(std::integral_constant<int, 5>{});
+    case 6:
+      return f(std::integral_constant<int, 6>{});
+    case 7:
+      return f(std::integral_constant<int, 7>{});
+    case 8:
+      return f(std::integral_constant<int, 8>{});
   }
   return cudaErrorInvalidValue;
 }
@@ -532,8 +546,7 @@ bool attention_supported(int head_dim, int group) {
 cudaError_t kv_write(const KvLayerDev& kv, const float* k, const float* v, int n,
                      const PassState* st, cudaStream_t s) {
   kv_write_kernel<<<dim3(n, kv.kv_heads), kv.head_dim, 0, s>>>(kv, k, v, st);
-  summary_kernel<<<dim3(n / kv.block_size + 2, kv.kv_heads), kv.head_dim, 0, s>>>(kv, 0, 0, 0,
-                                                                                   st);
+  summary_kernel<<<dim3(n / kv.block_size + 2, kv.kv_heads), kv.head_dim, 0, s>>>(kv, 0, 0, 0, st);
   return cudaGetLastError();
 }
 
@@ -555,10 +568,11 @@ size_t decode_workspace_floats(int n_heads, int head_dim, int splits) {
 }
 
 cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, int n_heads,
-                             float scale, const PassState* st, const SelectionDev* sel,
-                             int splits, float* workspace, cudaStream_t s) {
+                             float scale, const PassState* st, const SelectionDev* sel, int splits,
+                             float* workspace, cudaStream_t s) {
   const int group = n_heads / kv.kv_heads;
-  if (!attention_supported(kv.head_dim, group) || n_heads % kv.kv_heads) return cudaErrorInvalidValue;
+  if (!attention_supported(kv.head_dim, group) || n_heads % kv.kv_heads)
+    return cudaErrorInvalidValue;
   float* part_o = workspace;
   float* part_lse = workspace + size_t(splits) * n_heads * kv.head_dim;
   const cudaError_t e = dispatch_d(kv.head_dim, [&](auto dc) {
@@ -572,15 +586,14 @@ cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, i
     });
   });
   if (e != cudaSuccess) return e;
-  combine_kernel<<<n_heads, kv.head_dim, 0, s>>>(part_o, part_lse, splits, n_heads,
-                                                 kv.head_dim, out);
+  combine_kernel<<<n_heads, kv.head_dim, 0, s>>>(part_o, part_lse, splits, n_heads, kv.head_dim,
+                                                 out);
   return cudaGetLastError();
 }
 
-cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, int n,
-                              int n_heads, float scale, const PassState* st, int ctx,
-                              int sm_count, float* workspace, size_t workspace_floats,
-                              cudaStream_t s) {
+cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, int n, int n_heads,
+                              float scale, const PassState* st, int ctx, int sm_count,
+                              float* workspace, size_t workspace_floats, cudaStream_t s) {
   const int group = n_heads / kv.kv_heads;
   if (!attention_supported(kv.head_dim, group)) return cudaErrorInvalidValue;
   const int qt = kPrefillRows / group;
@@ -588,7 +601,8 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
   // Few queries over a long cache: split the keys until the grid fills the GPU.
   int splits = 1;
   if (ctas < 2 * sm_count && workspace) {
-    splits = std::min({64, (4 * sm_count + ctas - 1) / ctas, (ctx + 4 * kPrefillK - 1) / (4 * kPrefillK)});
+    splits = std::min(
+        {64, (4 * sm_count + ctas - 1) / ctas, (ctx + 4 * kPrefillK - 1) / (4 * kPrefillK)});
     const size_t per_split = size_t(n) * n_heads * (kv.head_dim + 1);
     splits = int(std::min<size_t>(size_t(std::max(splits, 1)), workspace_floats / per_split));
     splits = std::max(splits, 1);
@@ -598,7 +612,8 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
   const cudaError_t e = dispatch_d(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
     constexpr size_t smem = prefill_smem_bytes<D>();
-    cudaError_t a = cudaFuncSetAttribute(prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    cudaError_t a = cudaFuncSetAttribute(prefill_kernel<D>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
     if (a != cudaSuccess) return a;
     prefill_kernel<D><<<dim3(qtiles, kv.kv_heads, splits), kPrefillWarps * 32, smem, s>>>(
         kv, q, out, n, n_heads, scale * kLog2e, st, part_o, part_lse);
@@ -615,8 +630,8 @@ cudaError_t block_scores(const KvLayerDev& kv, const float* q, int n_heads, floa
   const int group = n_heads / kv.kv_heads;
   return dispatch_d(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
-    scores_kernel<D><<<dim3(score_ctas_per_head(kv, sm_count), kv.kv_heads), kScoreThreads, 0,
-                       s>>>(kv, q, group, scale, st, scores);
+    scores_kernel<D><<<dim3(score_ctas_per_head(kv, sm_count), kv.kv_heads), kScoreThreads, 0, s>>>(
+        kv, q, group, scale, st, scores);
     return cudaGetLastError();
   });
 }

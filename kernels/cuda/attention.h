@@ -25,10 +25,10 @@ struct KvLayerDev {
 
 // The selection of one decode step, per KV head (RESA.md steps 3-6).
 struct SelectionDev {
-  float* scores = nullptr;    // [kv_heads][cap_blocks] workspace
-  int* blocks = nullptr;      // [kv_heads][cap_blocks] selected block ids, ascending
-  int* count = nullptr;       // [kv_heads]
-  uint32_t* hits = nullptr;   // [cap_blocks] or null: selections counted per block
+  float* scores = nullptr;   // [kv_heads][cap_blocks] workspace
+  int* blocks = nullptr;     // [kv_heads][cap_blocks] selected block ids, ascending
+  int* count = nullptr;      // [kv_heads]
+  uint32_t* hits = nullptr;  // [cap_blocks] or null: selections counted per block
 };
 
 struct SelectParams {
@@ -55,15 +55,14 @@ size_t decode_workspace_floats(int n_heads, int head_dim, int splits);
 // Decode (one query at position st->pos0): q, out [n_heads][head_dim] f32. Dense over positions
 // <= pos0, or over the selected blocks when sel is not null. workspace: decode_workspace_floats.
 cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, int n_heads,
-                             float scale, const PassState* st, const SelectionDev* sel,
-                             int splits, float* workspace, cudaStream_t s);
+                             float scale, const PassState* st, const SelectionDev* sel, int splits,
+                             float* workspace, cudaStream_t s);
 // Causal attention of n queries at positions st->pos0 + i over the cache (prefill chunks,
 // rectification). q, out: [n][n_heads][head_dim] f32. ctx: the cache length after the pass
 // (sizes the key split); workspace (may be null: no split) holds the split partials.
-cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, int n,
-                              int n_heads, float scale, const PassState* st, int ctx,
-                              int sm_count, float* workspace, size_t workspace_floats,
-                              cudaStream_t s);
+cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, int n, int n_heads,
+                              float scale, const PassState* st, int ctx, int sm_count,
+                              float* workspace, size_t workspace_floats, cudaStream_t s);
 
 // Block scores of the group-mean queries, then the top blocks per KV head (sink and local
 // forced, ties to the lower index), for a decode step at st->pos0. q: [n_heads][head_dim].

@@ -89,7 +89,7 @@ cudaError_t rmsnorm(const float* x, const float* w, int n, int d, float eps, flo
 cudaError_t rope(float* x, int n, int heads, int head_dim, const PassState* st,
                  const float* inv_freq, cudaStream_t s) {
   rope_kernel<<<dim3(n, heads < 8 ? heads : 8), head_dim / 2, 0, s>>>(x, heads, head_dim, st,
-                                                                     inv_freq);
+                                                                      inv_freq);
   return cudaGetLastError();
 }
 cudaError_t silu_mul(float* gate, const float* up, int64_t count, cudaStream_t s) {

@@ -81,7 +81,8 @@ cudaError_t gemv_bf16(const float* x, int k, const GemvSegment* segments, int co
   for (int i = 0; i < count; ++i) p.seg[i] = segments[i], p.total_rows += segments[i].rows;
   const int grid = (p.total_rows + kWarps - 1) / kWarps;
   bool aligned = k % 8 == 0 && (reinterpret_cast<uintptr_t>(x) % 16) == 0;
-  for (int i = 0; i < count; ++i) aligned = aligned && reinterpret_cast<uintptr_t>(segments[i].w) % 16 == 0;
+  for (int i = 0; i < count; ++i)
+    aligned = aligned && reinterpret_cast<uintptr_t>(segments[i].w) % 16 == 0;
   if (!aligned)
     gemv_scalar_kernel<<<grid, kWarps * 32, 0, s>>>(p);
   else if (k >= 8 * 32 * 8)
