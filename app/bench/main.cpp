@@ -98,7 +98,9 @@ int main(int argc, char** argv) {
   };
   opt("model", "Hugging Face model folder.", "dir");
   opt("random-weights",
-      "Synthetic weights of a preset: tiny, tinyllama-1.1b, llama-3.1-8b, mistral-7b.", "preset");
+      "Synthetic weights of a preset: tiny, tinyllama-1.1b, llama-3.1-8b, mistral-7b, "
+      "r1-distill-qwen-1.5b, r1-distill-qwen-7b.",
+      "preset");
   opt("device", "auto, cpu or cuda.", "d", "auto");
   opt("contexts", "Context lengths for decode, e.g. 4096,32768,131072,262144 (k suffix ok).",
       "list", "4096,32768");
