@@ -15,6 +15,7 @@
 
 #include <unistd.h>
 
+#include "app/lib/cli_args.h"
 #include "engine/conversation.h"
 #include "engine/error.h"
 #include "engine/model.h"
@@ -28,32 +29,15 @@ void on_sigint(int) {
   if (g_cancel.exchange(true)) std::_Exit(130);  // second Ctrl-C: leave now
 }
 
-struct UsageError {
-  std::string message;
-};
-
-[[noreturn]] void usage_error(const std::string& msg) { throw UsageError{msg}; }
+using resa::app::usage_error;
+using resa::app::UsageError;
 
 int to_int(const QCommandLineParser& p, const char* name, int lo, int hi) {
-  bool ok = false;
-  const QString v = p.value(name);
-  const int x = v.toInt(&ok);
-  if (!ok || x < lo || x > hi)
-    usage_error("--" + std::string(name) + " must be a whole number from " + std::to_string(lo) +
-                " to " + std::to_string(hi) + ", got '" + v.toStdString() + "'");
-  return x;
+  return resa::app::flag_int(p, name, lo, hi);
 }
-
 double to_double(const QCommandLineParser& p, const char* name, double lo, double hi,
                  bool lo_open = false) {
-  bool ok = false;
-  const QString v = p.value(name);
-  const double x = v.toDouble(&ok);
-  if (!ok || x > hi || x < lo || (lo_open && x == lo))
-    usage_error("--" + std::string(name) + " must be a number in " + (lo_open ? "(" : "[") +
-                std::to_string(lo) + ", " + std::to_string(hi) + "], got '" + v.toStdString() +
-                "'");
-  return x;
+  return resa::app::flag_double(p, name, lo, hi, lo_open);
 }
 
 std::string read_document(const QString& path) {
@@ -322,16 +306,5 @@ int main(int argc, char** argv) {
   QCoreApplication app(argc, argv);
   QCoreApplication::setApplicationName("resa-cli");
   QCoreApplication::setApplicationVersion(RESA_VERSION);
-  try {
-    return run(app);
-  } catch (const UsageError& e) {
-    std::cerr << "resa-cli: " << e.message << " (see --help)" << std::endl;
-    return 2;
-  } catch (const resa::Error& e) {
-    std::cerr << "resa-cli: error: " << e.what() << std::endl;
-    return 1;
-  } catch (const std::exception& e) {
-    std::cerr << "resa-cli: internal error: " << e.what() << std::endl;
-    return 3;
-  }
+  return resa::app::run_program("resa-cli", [&] { return run(app); });
 }

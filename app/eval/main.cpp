@@ -26,6 +26,7 @@
 #include "app/eval/math_sets.h"
 #include "app/eval/report.h"
 #include "app/eval/tasks.h"
+#include "app/lib/cli_args.h"
 #include "engine/error.h"
 #include "engine/model.h"
 #include "engine/presets.h"
@@ -35,29 +36,14 @@ using resa::DecodeMode;
 
 namespace {
 
-struct UsageError {
-  std::string message;
-};
-[[noreturn]] void usage_error(const std::string& msg) { throw UsageError{msg}; }
+using resa::app::usage_error;
+using resa::app::UsageError;
 
 int to_int(const QCommandLineParser& p, const char* name, int lo, int hi) {
-  bool ok = false;
-  const QString v = p.value(name);
-  const int x = v.toInt(&ok);
-  if (!ok || x < lo || x > hi)
-    usage_error("--" + std::string(name) + " must be a whole number from " + std::to_string(lo) +
-                " to " + std::to_string(hi) + ", got '" + v.toStdString() + "'");
-  return x;
+  return resa::app::flag_int(p, name, lo, hi);
 }
-
 double to_double(const QCommandLineParser& p, const char* name, double lo, double hi) {
-  bool ok = false;
-  const QString v = p.value(name);
-  const double x = v.toDouble(&ok);
-  if (!ok || x < lo || x > hi)
-    usage_error("--" + std::string(name) + " must be a number in [" + std::to_string(lo) + ", " +
-                std::to_string(hi) + "], got '" + v.toStdString() + "'");
-  return x;
+  return resa::app::flag_double(p, name, lo, hi);
 }
 
 std::vector<int> int_list(const QCommandLineParser& p, const char* name, int lo, int hi) {
@@ -609,16 +595,5 @@ int main(int argc, char** argv) {
   QApplication app(argc, argv);
   QCoreApplication::setApplicationName("resa-eval");
   QCoreApplication::setApplicationVersion(RESA_VERSION);
-  try {
-    return run(app);
-  } catch (const UsageError& e) {
-    std::cerr << "resa-eval: " << e.message << " (see --help)" << std::endl;
-    return 2;
-  } catch (const resa::Error& e) {
-    std::cerr << "resa-eval: error: " << e.what() << std::endl;
-    return 1;
-  } catch (const std::exception& e) {
-    std::cerr << "resa-eval: internal error: " << e.what() << std::endl;
-    return 3;
-  }
+  return resa::app::run_program("resa-eval", [&] { return run(app); });
 }

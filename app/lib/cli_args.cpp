@@ -1,0 +1,49 @@
+#include "app/lib/cli_args.h"
+
+#include <iostream>
+#include <stdexcept>
+
+#include "engine/error.h"
+
+namespace resa::app {
+
+void usage_error(const std::string& message) { throw UsageError{message}; }
+
+int flag_int(const QCommandLineParser& p, const char* name, int lo, int hi) {
+  bool ok = false;
+  const QString v = p.value(QString::fromUtf8(name));
+  const int x = v.toInt(&ok);
+  if (!ok || x < lo || x > hi)
+    usage_error("--" + std::string(name) + " must be a whole number from " + std::to_string(lo) +
+                " to " + std::to_string(hi) + ", got '" + v.toStdString() + "'");
+  return x;
+}
+
+double flag_double(const QCommandLineParser& p, const char* name, double lo, double hi,
+                   bool lo_open) {
+  bool ok = false;
+  const QString v = p.value(QString::fromUtf8(name));
+  const double x = v.toDouble(&ok);
+  if (!ok || x > hi || x < lo || (lo_open && x == lo))
+    usage_error("--" + std::string(name) + " must be a number in " + (lo_open ? "(" : "[") +
+                std::to_string(lo) + ", " + std::to_string(hi) + "], got '" + v.toStdString() +
+                "'");
+  return x;
+}
+
+int run_program(const char* program, const std::function<int()>& body) {
+  try {
+    return body();
+  } catch (const UsageError& e) {
+    std::cerr << program << ": " << e.message << " (see --help)" << std::endl;
+    return 2;
+  } catch (const resa::Error& e) {
+    std::cerr << program << ": error: " << e.what() << std::endl;
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << program << ": internal error: " << e.what() << std::endl;
+    return 3;
+  }
+}
+
+}  // namespace resa::app

@@ -1,0 +1,28 @@
+// Shared by the command-line programs (resa-cli, resa-eval): flag values checked against their
+// ranges with messages that name the flag, and one mapping of errors to exit codes
+// (0 ok, 1 engine error, 2 usage error, 3 internal error).
+#pragma once
+
+#include <QCommandLineParser>
+
+#include <functional>
+#include <string>
+
+namespace resa::app {
+
+struct UsageError {
+  std::string message;
+};
+[[noreturn]] void usage_error(const std::string& message);
+
+// The value of --name as a whole number in [lo, hi]; a UsageError naming the flag otherwise.
+int flag_int(const QCommandLineParser& p, const char* name, int lo, int hi);
+// The value of --name as a number in [lo, hi] ((lo, hi] when lo_open).
+double flag_double(const QCommandLineParser& p, const char* name, double lo, double hi,
+                   bool lo_open = false);
+
+// Runs body() and turns what it throws into a message on stderr, prefixed with `program`, and
+// the exit code above.
+int run_program(const char* program, const std::function<int()>& body);
+
+}  // namespace resa::app
