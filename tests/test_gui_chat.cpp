@@ -21,6 +21,7 @@
 #include "app/lib/conversation_store.h"
 #include "app/lib/engine_worker.h"
 #include "app/lib/settings.h"
+#include "engine/tokenizer.h"
 #include "tests/support/test_support.h"
 #include "ui/chat_view.h"
 #include "ui/compare_view.h"
@@ -358,6 +359,12 @@ class GuiChatTest : public QObject {
     const auto docs = store_->documents(window_->currentConversation());
     QCOMPARE(docs.size(), 1);
     QVERIFY(docs[0].tokenCount > 100);
+    // The first count is an estimate; the model's tokenizer then replaces it with the exact one.
+    QFile f(path);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const auto tok = resa::load_tokenizer(resa::test::fixture("models/llama-gqa"), -1, {});
+    const int exact = int(tok->encode(f.readAll().toStdString()).size());
+    QTRY_COMPARE(store_->documents(window_->currentConversation())[0].tokenCount, exact);
     clickMode(DecodeMode::kResa);
     QVERIFY(typeAndSend(QStringLiteral("Which paragraph mentions blocks?")) != 0);
     window_->setHeatMapVisible(true);

@@ -343,6 +343,15 @@ void MainWindow::connectEngine() {
   connect(w, &app::EngineWorker::generationStarted, this, &MainWindow::onGenerationStarted);
   connect(w, &app::EngineWorker::prefillProgress, this, &MainWindow::onPrefill);
   connect(w, &app::EngineWorker::tokenChunk, this, &MainWindow::onToken);
+  connect(w, &app::EngineWorker::tokensCounted, this, [this](qint64 requestId, int tokens) {
+    const auto it = pendingCounts_.find(requestId);
+    if (it == pendingCounts_.end()) return;
+    const qint64 doc = it.value();
+    pendingCounts_.erase(it);
+    if (tokens < 0 || !store_->setDocumentTokenCount(doc, tokens)) return;
+    countedDocs_.insert(doc);
+    reloadDocuments();
+  });
   connect(w, &app::EngineWorker::stepStats, this, &MainWindow::onStepStats);
   connect(w, &app::EngineWorker::rectification, this, &MainWindow::onRectification);
   connect(w, &app::EngineWorker::contextOverflow, this, &MainWindow::onOverflow);
@@ -483,7 +492,8 @@ void MainWindow::onModelLoaded(const app::ModelInfo& info) {
             .arg(formatCount(info.parameterCount))
             .arg(formatCount(info.ctxLimit)),
         6000);
-  reloadDocuments();  // token estimates depend on the tokenizer
+  countedDocs_.clear();  // token counts depend on the tokenizer
+  reloadDocuments();
   updateStatus();
   setBusy(false);
   emit modelReady();
@@ -564,10 +574,25 @@ void MainWindow::reloadDocuments() {
   const auto docs =
       conversationId_ ? store_->documents(conversationId_) : QList<app::DocumentRecord>{};
   QList<QPair<QString, int>> chips;
-  for (const auto& d : docs) chips.append({d.name, d.tokenCount});
-  const bool estimated = modelSource_.preset.isEmpty();
+  bool estimated = false;
+  for (const auto& d : docs) {
+    chips.append({d.name, d.tokenCount});
+    estimated = estimated || !countedDocs_.contains(d.id);
+  }
   composer_->setAttachments(chips, estimated);
   documents_->setDocuments(docs, estimated);
+  requestTokenCounts(docs);
+}
+
+void MainWindow::requestTokenCounts(const QList<app::DocumentRecord>& docs) {
+  if (!modelLoaded_) return;
+  const QList<qint64> pending = pendingCounts_.values();
+  for (const auto& d : docs) {
+    if (countedDocs_.contains(d.id) || pending.contains(d.id)) continue;
+    const qint64 requestId = engine_->nextRequestId();
+    pendingCounts_.insert(requestId, d.id);
+    engine_->countTokens(requestId, d.text);
+  }
 }
 
 void MainWindow::updateCenter() {

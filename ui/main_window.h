@@ -7,6 +7,7 @@
 #include <QHash>
 #include <QMainWindow>
 #include <QPointer>
+#include <QSet>
 #include <QTimer>
 
 #include <memory>
@@ -107,6 +108,7 @@ class MainWindow : public QMainWindow {
   void connectEngine();
   void ensureConversation(const QString& titleHint);
   void reloadDocuments();
+  void requestTokenCounts(const QList<app::DocumentRecord>& docs);
   void reloadMessages();
   void startAnswer(qint64 userId, const QString& userText, const QList<MessageWidget*>& before);
   void setBusy(bool busy);
@@ -170,6 +172,9 @@ class MainWindow : public QMainWindow {
   QLabel* flashLabel_ = nullptr;
   QTimer flashTimer_;
 
+  // Attachments counted by the loaded model's tokenizer (the rest show an estimate, "≈").
+  QSet<qint64> countedDocs_;
+  QHash<qint64, qint64> pendingCounts_;  // request id -> document id
   bool modelLoaded_ = false;
   bool modelLoading_ = false;
   app::ModelInfo modelInfo_;

@@ -654,6 +654,18 @@ bool ConversationStore::removeDocument(qint64 documentId) {
   return t.commit() || setError(d.lastError().text());
 }
 
+bool ConversationStore::setDocumentTokenCount(qint64 documentId, int tokenCount) {
+  QSqlDatabase d = db();
+  Transaction t(d);
+  QSqlQuery q(d);
+  q.prepare("UPDATE documents SET token_count = ? WHERE id = ?");
+  q.addBindValue(tokenCount);
+  q.addBindValue(documentId);
+  if (!q.exec()) return setError(q.lastError().text());
+  if (q.numRowsAffected() != 1) return setError(QStringLiteral("no document %1").arg(documentId));
+  return t.commit() || setError(d.lastError().text());
+}
+
 QList<DocumentRecord> ConversationStore::documents(qint64 conversationId) const {
   QSqlDatabase d = db();
   QSqlQuery q(d);

@@ -122,6 +122,8 @@ class ConversationStore {
   qint64 addDocument(qint64 conversationId, const QString& name, const QString& text,
                      int tokenCount);
   bool removeDocument(qint64 documentId);
+  // The exact count once the loaded model's tokenizer has measured the text.
+  bool setDocumentTokenCount(qint64 documentId, int tokenCount);
   QList<DocumentRecord> documents(qint64 conversationId) const;
 
   // Compare view runs.
