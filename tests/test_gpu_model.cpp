@@ -17,40 +17,17 @@
 #include "engine/cuda_backend.h"
 #include "engine/error.h"
 #include "engine/presets.h"
+#include "tests/support/kv_compare.h"
+#include "tests/support/oracle.h"
 #include "tests/support/test_support.h"
 
 using namespace resa;
+using resa::test::kv_diff;
+using resa::test::max_rel_diff;
+using resa::test::Oracle;
+using resa::test::read_oracle;
 
 namespace {
-
-struct Oracle {
-  std::filesystem::path model_dir;
-  std::vector<int> prompt_ids, continuation_ids;
-  std::vector<float> logits;  // [rows][vocab]
-  int rows = 0, vocab = 0;
-};
-
-std::vector<int> ints(const QJsonValue& v) {
-  std::vector<int> out;
-  for (const QJsonValue& x : v.toArray()) out.push_back(x.toInt());
-  return out;
-}
-
-Oracle read_oracle(const QString& name) {
-  Oracle o;
-  const auto dir = test::fixture("oracle");
-  const QJsonObject j =
-      QJsonDocument::fromJson(
-          QByteArray::fromStdString(test::read_text(dir / (name.toStdString() + ".json"))))
-          .object();
-  o.model_dir = test::fixtures_dir() / j["model"].toString().toStdString();
-  o.prompt_ids = ints(j["prompt_ids"]);
-  o.continuation_ids = ints(j["continuation_ids"]);
-  o.rows = j["logits_shape"].toArray()[0].toInt();
-  o.vocab = j["logits_shape"].toArray()[1].toInt();
-  o.logits = test::read_f32(dir / j["logits_file"].toString().toStdString());
-  return o;
-}
 
 LoadOptions on_gpu() {
   LoadOptions o;
@@ -77,26 +54,6 @@ double top2_margin(const float* l, int n) {
       b = l[i];
   }
   return double(a) - double(b);
-}
-
-double max_rel_diff(const float* a, const float* b, int n) {
-  double num = 0, den = 0;
-  for (int i = 0; i < n; ++i) {
-    num = std::max(num, double(std::abs(a[i] - b[i])));
-    den = std::max(den, double(std::abs(b[i])));
-  }
-  return den > 0 ? num / den : num;
-}
-
-double kv_diff(const KvCache& a, const KvCache& b, int n, const ModelConfig& c) {
-  double worst = 0;
-  for (int l = 0; l < c.num_layers; ++l)
-    for (int p = 0; p < n; ++p)
-      for (int h = 0; h < c.num_kv_heads; ++h) {
-        worst = std::max(worst, max_rel_diff(a.key(l, p, h), b.key(l, p, h), c.head_dim));
-        worst = std::max(worst, max_rel_diff(a.value(l, p, h), b.value(l, p, h), c.head_dim));
-      }
-  return worst;
 }
 
 // Stated tolerances. The GPU keeps weights and K/V in bf16 (f32 checkpoints are rounded at

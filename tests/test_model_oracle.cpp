@@ -10,46 +10,18 @@
 #include <cmath>
 
 #include "engine/conversation.h"
+#include "tests/support/oracle.h"
 #include "tests/support/test_support.h"
 
 using namespace resa;
+using resa::test::Oracle;
+using resa::test::read_oracle;
 
 namespace {
 
 // Stated tolerance: both sides compute in float32 from the same stored weights; summation order
 // differs, so logits (std about 2.5) agree to about 6e-5 (seen). We allow 1e-3 absolute.
 constexpr double kLogitTolerance = 1e-3;
-
-struct Oracle {
-  std::filesystem::path model_dir;
-  std::string prompt_text;
-  std::vector<int> prompt_ids, continuation_ids;
-  std::vector<float> logits;  // [rows][vocab]
-  int rows = 0, vocab = 0;
-};
-
-std::vector<int> ints(const QJsonValue& v) {
-  std::vector<int> out;
-  for (const QJsonValue& x : v.toArray()) out.push_back(x.toInt());
-  return out;
-}
-
-Oracle read_oracle(const QString& name) {
-  Oracle o;
-  const auto dir = test::fixture("oracle");
-  const QJsonObject j =
-      QJsonDocument::fromJson(
-          QByteArray::fromStdString(test::read_text(dir / (name.toStdString() + ".json"))))
-          .object();
-  o.model_dir = test::fixtures_dir() / j["model"].toString().toStdString();
-  o.prompt_text = j["prompt_text"].toString().toStdString();
-  o.prompt_ids = ints(j["prompt_ids"]);
-  o.continuation_ids = ints(j["continuation_ids"]);
-  o.rows = j["logits_shape"].toArray()[0].toInt();
-  o.vocab = j["logits_shape"].toArray()[1].toInt();
-  o.logits = test::read_f32(dir / j["logits_file"].toString().toStdString());
-  return o;
-}
 
 double max_abs_diff(const float* a, const float* b, int n) {
   double m = 0;
