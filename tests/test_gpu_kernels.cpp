@@ -29,7 +29,7 @@
 namespace {
 
 // ||a - b|| / ||b||, or inf when a holds a NaN.
-double rel_l2(const float* a, const float* b, size_t n) {
+[[maybe_unused]] double rel_l2(const float* a, const float* b, size_t n) {
   double num = 0, den = 0;
   for (size_t i = 0; i < n; ++i) {
     if (!std::isfinite(a[i])) return INFINITY;
@@ -39,7 +39,7 @@ double rel_l2(const float* a, const float* b, size_t n) {
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
 
-std::vector<float> randn(size_t n, std::mt19937_64& rng, float scale = 1.f) {
+[[maybe_unused]] std::vector<float> randn(size_t n, std::mt19937_64& rng, float scale = 1.f) {
   std::normal_distribution<float> nd(0.f, scale);
   std::vector<float> v(n);
   for (float& x : v) x = nd(rng);
@@ -47,12 +47,12 @@ std::vector<float> randn(size_t n, std::mt19937_64& rng, float scale = 1.f) {
 }
 
 // Rounds to bf16 values so both sides read identical numbers.
-std::vector<float> bf16_round(std::vector<float> v) {
+[[maybe_unused]] std::vector<float> bf16_round(std::vector<float> v) {
   for (float& x : v) x = resa::bf16_to_f32(resa::f32_to_bf16(x));
   return v;
 }
 
-std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
+[[maybe_unused]] std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
   std::vector<uint16_t> o(v.size());
   for (size_t i = 0; i < v.size(); ++i) o[i] = resa::f32_to_bf16(v[i]);
   return o;

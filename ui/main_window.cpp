@@ -64,7 +64,8 @@ QStringList demoModelCandidates() {
   const QString env = qEnvironmentVariable("RESA_DEMO_MODEL");
   if (!env.isEmpty()) out << env;
   const QString appDir = QCoreApplication::applicationDirPath();
-  out << appDir + QStringLiteral("/../share/resa-chat/models/demo")
+  out << appDir + QStringLiteral("/../share/resa-chat/models/default")
+      << appDir + QStringLiteral("/../share/resa-chat/models/demo")
       << appDir + QStringLiteral("/../../resources/models/demo")
       << appDir + QStringLiteral("/../../tests/fixtures/models/llama-gqa");
   return out;

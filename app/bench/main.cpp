@@ -85,10 +85,12 @@ std::string git_commit() {
 int main(int argc, char** argv) {
   QCoreApplication app(argc, argv);
   QCoreApplication::setApplicationName("resa-bench");
+  QCoreApplication::setApplicationVersion(RESA_VERSION);
   QCommandLineParser p;
   p.setApplicationDescription(
       "Decode / prefill speed of dense, sparse and ReSA modes, or one kernel (--op).");
   p.addHelpOption();
+  p.addVersionOption();
   auto opt = [&](const char* name, const char* help, const char* value = nullptr,
                  const char* def = nullptr) {
     QCommandLineOption o(QString::fromUtf8(name), QString::fromUtf8(help));
