@@ -16,21 +16,8 @@
 
 #include "engine/bpe_tokenizer.h"
 #include "engine/error.h"
+#include "tests/support/qtest_printers.h"
 #include "tests/support/test_support.h"
-
-// Readable failures: QCOMPARE prints these instead of nothing.
-namespace QTest {
-template <>
-char* toString(const std::string& s) {
-  return QTest::toPrettyCString(s.data(), qsizetype(s.size()));
-}
-template <>
-char* toString(const std::vector<int>& v) {
-  QByteArray out = "[";
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? " " : "") + QByteArray::number(v[i]);
-  return qstrdup(out + "]");
-}
-}  // namespace QTest
 
 namespace fs = std::filesystem;
 using resa::BpeTokenizer;

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "app/lib/cli_args.h"
 #include "engine/cuda_bench.h"
 #include "engine/error.h"
 #include "engine/model.h"
@@ -92,12 +93,7 @@ int main(int argc, char** argv) {
   p.addHelpOption();
   p.addVersionOption();
   auto opt = [&](const char* name, const char* help, const char* value = nullptr,
-                 const char* def = nullptr) {
-    QCommandLineOption o(QString::fromUtf8(name), QString::fromUtf8(help));
-    if (value) o.setValueName(QString::fromUtf8(value));
-    if (def) o.setDefaultValue(QString::fromUtf8(def));
-    p.addOption(o);
-  };
+                 const char* def = nullptr) { resa::app::add_flag(p, name, help, value, def); };
   opt("model", "Hugging Face model folder.", "dir");
   opt("random-weights",
       "Synthetic weights of a preset: tiny, tinyllama-1.1b, llama-3.1-8b, mistral-7b, "

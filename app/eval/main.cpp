@@ -152,12 +152,7 @@ int run(QApplication& app) {
   p.addHelpOption();
   p.addVersionOption();
   auto opt = [&](const char* name, const char* help, const char* value = nullptr,
-                 const char* def = nullptr) {
-    QCommandLineOption o(QString::fromUtf8(name), QString::fromUtf8(help));
-    if (value) o.setValueName(QString::fromUtf8(value));
-    if (def) o.setDefaultValue(QString::fromUtf8(def));
-    p.addOption(o);
-  };
+                 const char* def = nullptr) { resa::app::add_flag(p, name, help, value, def); };
   opt("model", "Hugging Face model folder (config.json, *.safetensors, tokenizer.model).", "dir");
   opt("random-weights", "Synthetic weights of a preset's shapes (tiny, tinyllama-1.1b, ...).",
       "preset");

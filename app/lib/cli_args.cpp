@@ -9,6 +9,14 @@ namespace resa::app {
 
 void usage_error(const std::string& message) { throw UsageError{message}; }
 
+void add_flag(QCommandLineParser& p, const char* name, const char* help, const char* value,
+              const char* def) {
+  QCommandLineOption o(QString::fromUtf8(name), QString::fromUtf8(help));
+  if (value) o.setValueName(QString::fromUtf8(value));
+  if (def) o.setDefaultValue(QString::fromUtf8(def));
+  p.addOption(o);
+}
+
 int flag_int(const QCommandLineParser& p, const char* name, int lo, int hi) {
   bool ok = false;
   const QString v = p.value(QString::fromUtf8(name));

@@ -15,6 +15,11 @@ struct UsageError {
 };
 [[noreturn]] void usage_error(const std::string& message);
 
+// Adds --name with its help text; `value` names its argument (null: a switch), `def` is its
+// default (null: none).
+void add_flag(QCommandLineParser& p, const char* name, const char* help,
+              const char* value = nullptr, const char* def = nullptr);
+
 // The value of --name as a whole number in [lo, hi]; a UsageError naming the flag otherwise.
 int flag_int(const QCommandLineParser& p, const char* name, int lo, int hi);
 // The value of --name as a number in [lo, hi] ((lo, hi] when lo_open).
