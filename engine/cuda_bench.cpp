@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -241,10 +242,75 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
           "sparse_step", sparse_kv + summ_bytes);
     }
   }
+  if (all || op == "prefill") {
+    // attention_prefill alone, on both kernels, at the two passes it serves: (a) a prefill chunk
+    // of 512 queries ending a 32K context, (b) a rectification of 32 queries ending a 256K one;
+    // heads from --op-heads. FLOPs: Q K^T and P V, 4 * head_dim per visible (query head, key)
+    // pair, query i seeing pos0 + i + 1 keys (causal). Bytes: K and V of the context read once.
+    // OpTiming has no FLOP field: the shape carries the splits and the achieved TFLOP/s.
+    const int d = head_dim;
+    constexpr size_t kWsFloats = size_t(16) << 20;  // CudaBackend's prefill workspace (64 MiB)
+    struct Pass {
+      int n, ctx;
+    };
+    for (const Pass c : {Pass{512, 32768}, Pass{32, 262144}}) {
+      const int cap = c.ctx + 16, cap_blocks = (cap + block_size - 1) / block_size;
+      const size_t kv_elems = size_t(kv_heads) * cap * d;
+      DevMem k(kv_elems * 2), v(kv_elems * 2), summ(size_t(kv_heads) * cap_blocks * 2 * d * 2);
+      resa::cuda::KvLayerDev L{
+          k.as<uint16_t>(), v.as<uint16_t>(), summ.as<uint16_t>(), kv_heads, d, block_size, cap,
+          cap_blocks};
+      ck(resa::cuda::kv_fill_random(L, c.ctx, 42, s), "fill");
+      const size_t q_floats = size_t(c.n) * heads * d;
+      DevMem q(q_floats * 4), o(q_floats * 4), ws(kWsFloats * 4),
+          st(sizeof(resa::cuda::PassState));
+      const int pos0 = c.ctx - c.n;
+      {
+        std::vector<float> hq(q_floats);
+        std::mt19937_64 rng(7);
+        std::normal_distribution<float> nd;
+        for (float& x : hq) x = nd(rng);
+        ck(cudaMemcpy(q.p, hq.data(), hq.size() * 4, cudaMemcpyHostToDevice), "q");
+        resa::cuda::PassState ps{pos0, c.n, c.ctx, 0};
+        ck(cudaMemcpy(st.p, &ps, sizeof ps, cudaMemcpyHostToDevice), "state");
+      }
+      const auto* state = st.as<resa::cuda::PassState>();
+      const float scale = 1.0f / std::sqrt(float(d));
+      const double pairs = double(heads) * (double(c.n) * (pos0 + 1) + double(c.n) * (c.n - 1) / 2);
+      const double flops = 4.0 * d * pairs;
+      const double kv_bytes = double(kv_heads) * c.ctx * d * 2 * 2;
+      using resa::cuda::PrefillKernel;
+      for (const PrefillKernel kern : {PrefillKernel::kTensorCore, PrefillKernel::kSimt}) {
+        const bool tc = kern == PrefillKernel::kTensorCore;
+        if (tc && !resa::cuda::prefill_tc_supported(d, heads / kv_heads)) continue;
+        const size_t per_split = resa::cuda::prefill_workspace_floats(c.n, heads, d, 1);
+        const int splits =
+            std::max(1, int(std::min<size_t>(size_t(resa::cuda::prefill_splits(
+                                                  c.n, heads, d, kv_heads, c.ctx, sms, kern)),
+                                              kWsFloats / per_split)));
+        OpTiming t = time_op(
+            [&](cudaStream_t x) {
+              ck(resa::cuda::attention_prefill(L, q.as<float>(), o.as<float>(), c.n, heads, scale,
+                                               state, c.ctx, sms, ws.as<float>(), kWsFloats, x,
+                                               kern),
+                 "prefill");
+            },
+            repeats, s);
+        char shape[128];
+        std::snprintf(shape, sizeof shape, "n=%d ctx=%d %d/%d/%d s%d %.1fTF/s", c.n, c.ctx, heads,
+                      kv_heads, d, splits, flops / (t.us_median * 1e6));
+        t.op = tc ? "prefill_tc" : "prefill_simt";
+        t.shape = shape;
+        t.bytes = kv_bytes;
+        t.gb_per_s = kv_bytes / (t.us_median * 1e3);
+        out.push_back(t);
+      }
+    }
+  }
   cudaStreamDestroy(s);
   if (out.empty())
     throw Error(ErrorKind::kInvalidArgument,
-                "unknown --op '" + op + "' (copy, gemv, attention, all)");
+                "unknown --op '" + op + "' (copy, gemv, attention, prefill, all)");
   return out;
 }
 

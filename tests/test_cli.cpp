@@ -20,8 +20,10 @@ struct Run {
   QString out, err;
 };
 
-Run cli(const QStringList& args, const QByteArray& stdin_data = {}) {
+Run cli(const QStringList& args, const QByteArray& stdin_data = {},
+        const QProcessEnvironment& env = QProcessEnvironment::systemEnvironment()) {
   QProcess p;
+  p.setProcessEnvironment(env);
   p.start(RESA_CLI_PATH, args);
   if (!stdin_data.isEmpty()) p.write(stdin_data);
   p.closeWriteChannel();
@@ -125,6 +127,18 @@ class TestCli : public QObject {
     QCOMPARE(j["generated_tokens"].toInt(), 6);
     QVERIFY(j["prompt_tokens"].toInt() > 5);
     QVERIFY(j["decode_tokens_per_s"].toDouble() > 0);
+  }
+
+  void without_model_flag_the_bundled_demo_model_runs() {
+    // RESA_DEMO_MODEL comes first among the places the default model is looked for.
+    QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
+    env.insert("RESA_DEMO_MODEL",
+               QString::fromStdString(resa::test::fixture("models/llama-mha-tied").string()));
+    const Run r = cli({"--prompt", "Hello", "--max-new-tokens", "2", "--json"}, {}, env);
+    QCOMPARE(r.code, 0);
+    const QJsonObject j = QJsonDocument::fromJson(r.out.toUtf8()).object();
+    QCOMPARE(j["model"].toString(), QString("llama-mha-tied"));
+    QCOMPARE(j["generated_tokens"].toInt(), 2);
   }
 
   void streams_text_and_ends_with_a_statistics_line() {
@@ -293,7 +307,8 @@ class TestCli : public QObject {
     expect_failure({"--random-weights", "tiny", "--prompt", "x", "--rectify-every", "-1"}, 2,
                    {"--rectify-every"});
     expect_failure({"--random-weights", "nope", "--prompt", "x"}, 2, {"nope", "tiny"});
-    expect_failure({"--prompt", "x"}, 2, {"--model"});
+    expect_failure({"--random-weights", "tiny", "--model", "/m", "--prompt", "x"}, 2,
+                   {"--model", "not both"});
     expect_failure({"--random-weights", "tiny", "--file", "/nonexistent.txt"}, 2,
                    {"/nonexistent.txt"});
   }

@@ -6,6 +6,7 @@
 // output, and any NaN fails. Skips cleanly without a CUDA device or without the CUDA build.
 #include <QtTest>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -38,6 +39,26 @@ namespace {
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
+
+// max |a - b| / max |b|, or inf when a holds a NaN.
+[[maybe_unused]] double max_abs_rel(const float* a, const float* b, size_t n) {
+  double err = 0, mag = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    err = std::max(err, double(std::abs(a[i] - b[i])));
+    mag = std::max(mag, double(std::abs(b[i])));
+  }
+  return mag > 0 ? err / mag : err;
+}
+
+// Tolerances of the tensor-core prefill, whose only roundings beyond f32 are Q (after the
+// softmax scale) and the softmax weights P, each to bf16 (relative error at most 2^-8, RMS about
+// 2^-8 / sqrt(3) = 2.3e-3); K and V are the same bf16 values on both sides. Each rounding
+// perturbs the output by about its relative error times the output's size: an emulation of the
+// kernel's arithmetic on these shapes gave rel_l2 1.5e-3 .. 2.3e-3 and max |err| / max |ref|
+// 1.2e-3 .. 2.9e-3; the bounds leave 4x and 7x.
+[[maybe_unused]] constexpr double kTcRelL2 = 1e-2;
+[[maybe_unused]] constexpr double kTcMaxAbs = 2e-2;
 
 [[maybe_unused]] std::vector<float> randn(size_t n, std::mt19937_64& rng, float scale = 1.f) {
   std::normal_distribution<float> nd(0.f, scale);
@@ -140,6 +161,18 @@ struct TwinKv {
     resa::cuda::summaries_recompute(dev, 0, nb - 1, ctx, nullptr);
   }
 };
+
+// Positions past the last written one (ctx .. capacity - 1) of every head set to bf16 NaN:
+// attention must never read them.
+void poison_tail(TwinKv& kv) {
+  for (auto* t : {kv.k.get(), kv.v.get()}) {
+    std::vector<uint16_t> h = t->take();
+    for (int hd = 0; hd < kv.kvh; ++hd)
+      for (int p = kv.ctx; p < kv.cap; ++p)
+        for (int x = 0; x < kv.d; ++x) h[(size_t(hd) * kv.cap + p) * kv.d + x] = 0x7fc0;
+    t->put(h);
+  }
+}
 
 struct DevState {
   Dev<resa::cuda::PassState> mem{1};
@@ -328,16 +361,127 @@ class TestGpuKernels : public QObject {
     Dev<float> dqn(qn.size()), doutn(qn.size());
     dqn.put(qn);
     DevState stn(pos0, n, ctx);
-    // Without and with the key split (a rectification-sized chunk over a long cache).
-    for (bool split : {false, true}) {
-      Dev<float> pws(size_t(1) << 20);
-      CK(resa::cuda::attention_prefill(kv.dev, dqn.get(), doutn.get(), n, heads, scale, stn.get(),
-                                       ctx, 132, split ? pws.get() : nullptr, size_t(1) << 20,
-                                       nullptr));
-      got = doutn.take();
-      e = rel_l2(got.data(), refn.data(), refn.size());
-      QVERIFY2(e < 2e-5, qPrintable(QString("prefill (split %1) error %2").arg(split).arg(e)));
-      QVERIFY(doutn.guards_intact());
+    // Without and with the key split (a rectification-sized chunk over a long cache), on the
+    // f32 SIMT kernel and, where it applies, the tensor-core kernel (bf16 Q and P: kTcRelL2).
+    using resa::cuda::PrefillKernel;
+    for (PrefillKernel kern : {PrefillKernel::kSimt, PrefillKernel::kTensorCore}) {
+      if (kern == PrefillKernel::kTensorCore && !resa::cuda::prefill_tc_supported(d, group))
+        continue;
+      const double tol = kern == PrefillKernel::kSimt ? 2e-5 : kTcRelL2;
+      for (bool split : {false, true}) {
+        Dev<float> pws(size_t(1) << 20);
+        CK(resa::cuda::attention_prefill(kv.dev, dqn.get(), doutn.get(), n, heads, scale,
+                                         stn.get(), ctx, 132, split ? pws.get() : nullptr,
+                                         size_t(1) << 20, nullptr, kern));
+        CK(cudaDeviceSynchronize());
+        got = doutn.take();
+        e = rel_l2(got.data(), refn.data(), refn.size());
+        QVERIFY2(e < tol, qPrintable(QString("prefill (%1, split %2) error %3")
+                                         .arg(kern == PrefillKernel::kSimt ? "simt" : "tc")
+                                         .arg(split)
+                                         .arg(e)));
+        QVERIFY(doutn.guards_intact());
+      }
+    }
+  }
+
+  void prefill_tc_matches_cpu_data() {
+    QTest::addColumn<int>("n");
+    QTest::addColumn<int>("pos0");
+    QTest::addColumn<int>("group");
+    QTest::addColumn<int>("head_dim");
+    for (int n : {1, 3, 17, 64, 130})
+      for (int pos0 : {0, 5, 1000, 4093})
+        for (int group : {1, 4, 6, 8})
+          for (int hd : {64, 128})
+            QTest::addRow("n%d_pos%d_gqa%d_hd%d", n, pos0, group, hd) << n << pos0 << group << hd;
+  }
+  // The tensor-core prefill against the CPU twin: n queries at pos0 .. pos0 + n - 1 over a
+  // cache of pos0 + n positions whose tail (past the last position, as far as the capacity)
+  // holds NaN, which a read past the last needed key would carry into the output. Each shape
+  // without a split, with the split of a 132-SM GPU, and with the many splits of a 1024-SM one
+  // (short, uneven and empty key ranges per split).
+  void prefill_tc_matches_cpu() {
+    QFETCH(int, n);
+    QFETCH(int, pos0);
+    QFETCH(int, group);
+    QFETCH(int, head_dim);
+    using resa::cuda::PrefillKernel;
+    const int kvh = 2, heads = kvh * group, d = head_dim, ctx = pos0 + n;
+    std::mt19937_64 rng(n * 7919 + pos0 * 31 + group * 7 + d);
+    TwinKv kv(kvh, d, 16, ctx, rng);
+    poison_tail(kv);
+    const float scale = 1.0f / std::sqrt(float(d));
+    std::vector<float> q = randn(size_t(n) * heads * d, rng), ref(q.size());
+    resa::cpu::AttentionArgs a;
+    a.q = q.data(), a.out = ref.data(), a.nq = n, a.pos0 = pos0, a.n_heads = heads;
+    a.kv = kv.view, a.scale = scale;
+    resa::cpu::attention(a);
+    Dev<float> dq(q.size());
+    dq.put(q);
+    DevState st(pos0, n, ctx);
+    const size_t ws_floats = resa::cuda::prefill_workspace_floats(n, heads, d, 128);
+    Dev<float> ws(ws_floats);
+    for (int sms : {0, 132, 1024}) {
+      const int splits =
+          sms ? resa::cuda::prefill_splits(n, heads, d, kvh, ctx, sms, PrefillKernel::kTensorCore)
+              : 1;
+      if (sms == 1024 && ctx >= 512)
+        QVERIFY2(splits > 1, qPrintable(QString("expected a key split, got %1").arg(splits)));
+      Dev<float> dout(q.size());  // starts as NaN: an unwritten element fails
+      CK(resa::cuda::attention_prefill(kv.dev, dq.get(), dout.get(), n, heads, scale, st.get(),
+                                       ctx, sms ? sms : 132, sms ? ws.get() : nullptr, ws_floats,
+                                       nullptr, PrefillKernel::kTensorCore));
+      CK(cudaDeviceSynchronize());
+      const std::vector<float> got = dout.take();
+      const double e = rel_l2(got.data(), ref.data(), ref.size());
+      const double m = max_abs_rel(got.data(), ref.data(), ref.size());
+      QVERIFY2(e < kTcRelL2 && m < kTcMaxAbs,
+               qPrintable(QString("splits %1: rel_l2 %2, max-abs %3").arg(splits).arg(e).arg(m)));
+      QVERIFY2(dout.guards_intact(), "tensor-core prefill wrote outside its output");
+    }
+  }
+
+  // The two GPU kernels on a long cache (the 1.5B model's heads: 12 query / 2 KV, rectification
+  // of 32 queries over 20,000 positions): tensor cores with and without the key split against
+  // the f32 SIMT kernel with its split, within the bf16 tolerance.
+  void prefill_tc_matches_simt_long_cache() {
+    using resa::cuda::PrefillKernel;
+    for (int d : {64, 128}) {
+      const int kvh = 2, group = 6, heads = kvh * group, ctx = 20000, n = 32, pos0 = ctx - n;
+      std::mt19937_64 rng(20000 + d);
+      TwinKv kv(kvh, d, 16, ctx, rng);
+      poison_tail(kv);
+      const float scale = 1.0f / std::sqrt(float(d));
+      const std::vector<float> q = randn(size_t(n) * heads * d, rng);
+      Dev<float> dq(q.size());
+      dq.put(q);
+      DevState st(pos0, n, ctx);
+      const size_t ws_floats = resa::cuda::prefill_workspace_floats(n, heads, d, 128);
+      Dev<float> ws(ws_floats), dref(q.size());
+      CK(resa::cuda::attention_prefill(kv.dev, dq.get(), dref.get(), n, heads, scale, st.get(),
+                                       ctx, 132, ws.get(), ws_floats, nullptr,
+                                       PrefillKernel::kSimt));
+      CK(cudaDeviceSynchronize());
+      const std::vector<float> ref = dref.take();
+      for (float x : ref) QVERIFY2(std::isfinite(x), "SIMT prefill gave a non-finite value");
+      for (int sms : {0, 132}) {
+        Dev<float> dout(q.size());
+        CK(resa::cuda::attention_prefill(kv.dev, dq.get(), dout.get(), n, heads, scale, st.get(),
+                                         ctx, sms ? sms : 132, sms ? ws.get() : nullptr,
+                                         ws_floats, nullptr, PrefillKernel::kTensorCore));
+        CK(cudaDeviceSynchronize());
+        const std::vector<float> got = dout.take();
+        const double e = rel_l2(got.data(), ref.data(), ref.size());
+        const double m = max_abs_rel(got.data(), ref.data(), ref.size());
+        QVERIFY2(e < kTcRelL2 && m < kTcMaxAbs,
+                 qPrintable(QString("d %1 split %2: rel_l2 %3, max-abs %4")
+                                .arg(d)
+                                .arg(sms != 0)
+                                .arg(e)
+                                .arg(m)));
+        QVERIFY(dout.guards_intact());
+      }
     }
   }
 

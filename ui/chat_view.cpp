@@ -7,6 +7,8 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QMouseEvent>
+#include <QPushButton>
+#include <QResizeEvent>
 #include <QScrollBar>
 #include <QTextBlock>
 #include <QToolButton>
@@ -99,6 +101,45 @@ void MessageBody::fitHeight() {
 // --- MessageWidget -----------------------------------------------------------------------------
 
 namespace {
+// One line that shows the end of a longer text ("…and so the answer is 4"), re-elided to its
+// width: the live preview of a collapsed thinking block.
+class TailLabel : public QLabel {
+ public:
+  explicit TailLabel(QWidget* parent) : QLabel(parent) {
+    setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Fixed);
+  }
+  void setFullText(const QString& text) {
+    full_ = text;
+    elide();
+  }
+
+ protected:
+  void resizeEvent(QResizeEvent* e) override {
+    QLabel::resizeEvent(e);
+    elide();
+  }
+
+ private:
+  void elide() { setText(fontMetrics().elidedText(full_, Qt::ElideLeft, std::max(0, width()))); }
+  QString full_;
+};
+
+QString wordsText(int n) {
+  return n == 1 ? QObject::tr("1 word") : QObject::tr("%1 words").arg(formatCount(n));
+}
+
+// The last line of a text with something on it, its white space collapsed.
+QString lastLine(const QString& text) {
+  qsizetype end = text.size();
+  while (end > 0) {
+    const qsizetype start = text.lastIndexOf(u'\n', end - 1) + 1;
+    const QString line = text.mid(start, end - start).simplified();
+    if (!line.isEmpty()) return line;
+    end = start - 1;
+  }
+  return {};
+}
+
 QToolButton* smallButton(const QString& iconName, const QString& tip, QWidget* parent) {
   auto* b = new QToolButton(parent);
   b->setIcon(icon(iconName));
@@ -146,6 +187,39 @@ MessageWidget::MessageWidget(const app::MessageRecord& record, QWidget* parent)
   head->addWidget(regenerate_);
   l->addLayout(head);
 
+  thinkingBlock_ = new QFrame(this);
+  thinkingBlock_->setObjectName(QStringLiteral("ThinkingBlock"));
+  thinkingBlock_->setStyleSheet(
+      QStringLiteral("#ThinkingBlock { border: 0; border-left: 2px solid #dfe3e8; }"));
+  auto* tl = new QVBoxLayout(thinkingBlock_);
+  tl->setContentsMargins(8, 0, 0, 0);
+  tl->setSpacing(0);
+  // A flat push button: its text starts at its left edge (a tool button centres it), in line
+  // with the thinking below; it takes the keyboard focus, and Space toggles it.
+  thinkingHeader_ = new QPushButton(thinkingBlock_);
+  thinkingHeader_->setObjectName(QStringLiteral("ThinkingHeader"));
+  thinkingHeader_->setFlat(true);
+  thinkingHeader_->setCursor(Qt::PointingHandCursor);
+  thinkingHeader_->setStyleSheet(
+      QStringLiteral("QPushButton { border: 0; padding: 1px 2px; text-align: left; color: %1; }"
+                     " QPushButton:hover { color: #1f2328; }")
+          .arg(mutedTextColor().name()));
+  thinkingPreview_ = new TailLabel(thinkingBlock_);
+  thinkingPreview_->setObjectName(QStringLiteral("ThinkingPreview"));
+  thinkingPreview_->setStyleSheet(QStringLiteral("color: #9097a1;"));
+  thinkingPreview_->setContentsMargins(2, 0, 0, 0);  // MessageBody's document margin
+  QFont italic = thinkingPreview_->font();
+  italic.setItalic(true);
+  thinkingPreview_->setFont(italic);
+  thinkingBody_ = new MessageBody(thinkingBlock_);
+  thinkingBody_->setObjectName(QStringLiteral("ThinkingBody"));
+  thinkingBody_->viewport()->installEventFilter(this);
+  tl->addWidget(thinkingHeader_, 0, Qt::AlignLeft);
+  tl->addWidget(thinkingPreview_);
+  tl->addWidget(thinkingBody_);
+  thinkingBlock_->hide();
+  l->addWidget(thinkingBlock_);
+
   body_ = new MessageBody(this);
   body_->viewport()->installEventFilter(this);
   l->addWidget(body_);
@@ -161,7 +235,9 @@ MessageWidget::MessageWidget(const app::MessageRecord& record, QWidget* parent)
   l->addWidget(footer_);
 
   connect(copy_, &QToolButton::clicked, this,
-          [this] { QApplication::clipboard()->setText(text_); });
+          [this] { QApplication::clipboard()->setText(copyText()); });
+  connect(thinkingHeader_, &QPushButton::clicked, this,
+          [this] { setThinkingExpanded(!thinkingExpanded_); });
   connect(edit_, &QToolButton::clicked, this, [this] { emit editRequested(record_.id); });
   connect(regenerate_, &QToolButton::clicked, this,
           [this] { emit regenerateRequested(record_.id); });
@@ -208,7 +284,24 @@ void MessageWidget::updateHeader() {
 
 QString MessageWidget::statsText() const { return footer_->text(); }
 
+QString MessageWidget::copyText() const {
+  if (!parts_.hasThinking) return text_;
+  return parts_.answer.isEmpty() ? parts_.thinking : parts_.answer;
+}
+
+QTextBrowser* MessageWidget::thinkingView() const { return thinkingBody_; }
+QTextBrowser* MessageWidget::answerView() const { return body_; }
+
+void MessageWidget::setThinkingExpanded(bool on) {
+  thinkingExpanded_ = on;
+  render();
+}
+
 void MessageWidget::setRecord(const app::MessageRecord& r) {
+  if (r.id != record_.id) {  // another message (a version switch): its own thinking state
+    thinkingExpanded_ = false;
+    streamedHere_ = false;
+  }
   record_ = r;
   text_ = r.text;
   updateHeader();
@@ -218,9 +311,11 @@ void MessageWidget::setRecord(const app::MessageRecord& r) {
 void MessageWidget::setStreaming(bool on) {
   streaming_ = on;
   if (on) {
+    streamedHere_ = true;
     footer_->setText(tr("generating…"));
     footer_->show();
   }
+  render();
 }
 
 void MessageWidget::appendText(const QString& chunk) {
@@ -272,22 +367,30 @@ void MessageWidget::setHeat(const QVector<QPair<QPair<int, int>, double>>& spans
 
 void MessageWidget::render() {
   QTextDocument* doc = body_->document();
-  if (record_.role == QLatin1String("user")) {
+  const bool plain = record_.role == QLatin1String("user");
+  if (plain) {
+    parts_ = app::AnswerParts{{}, text_, true, false};
     body_->setPlainText(text_);
   } else {
-    renderMarkdown(doc, text_.isEmpty() && streaming_ ? QStringLiteral("…") : text_);
+    parts_ = app::splitThinkingForDisplay(text_, startsInThinking_ && streamedHere_, streaming_);
+    const bool noAnswer = parts_.answer.isEmpty();
+    // While it thinks (or when it stopped thinking without answering) the block is all there is.
+    body_->setVisible(!(parts_.hasThinking && noAnswer && (!parts_.thinkingDone || !streaming_)));
+    renderMarkdown(doc, noAnswer && streaming_ ? QStringLiteral("…") : parts_.answer);
   }
+  renderThinking();
   QList<QTextEdit::ExtraSelection> sel;
-  if (!heat_.isEmpty() && !text_.isEmpty()) {
-    // Offsets are in the raw text; plain text maps 1:1, rendered Markdown proportionally.
+  if (!heat_.isEmpty() && !parts_.answer.isEmpty()) {
+    // Offsets are in the raw text, of which the answer is the end; plain text maps 1:1,
+    // rendered Markdown proportionally.
     const int docChars = std::max(1, doc->characterCount() - 1);
-    const bool plain = record_.role == QLatin1String("user");
-    const double scale = plain ? 1.0 : double(docChars) / text_.size();
+    const int answerStart = int(text_.size() - parts_.answer.size());
+    const double scale = plain ? 1.0 : double(docChars) / parts_.answer.size();
     for (const auto& h : heat_) {
       QTextEdit::ExtraSelection s;
       s.cursor = QTextCursor(doc);
-      const int a = std::clamp(int(h.first.first * scale), 0, docChars);
-      const int b = std::clamp(int(h.first.second * scale), a, docChars);
+      const int a = std::clamp(int((h.first.first - answerStart) * scale), 0, docChars);
+      const int b = std::clamp(int((h.first.second - answerStart) * scale), a, docChars);
       if (a == b) continue;
       s.cursor.setPosition(a);
       s.cursor.setPosition(b, QTextCursor::KeepAnchor);
@@ -296,6 +399,49 @@ void MessageWidget::render() {
     }
   }
   body_->setExtraSelections(sel);
+  emit rendered();
+}
+
+void MessageWidget::renderThinking() {
+  const bool live = streaming_ && !parts_.thinkingDone;
+  const bool show = parts_.hasThinking && (live || !parts_.thinking.isEmpty());
+  thinkingBlock_->setVisible(show);
+  if (!show) {
+    if (!thinkingBody_->document()->isEmpty()) thinkingBody_->clear();
+    return;
+  }
+  const int words = app::thinkingWordCount(parts_.thinking);
+  QString title;
+  if (live)
+    title = words == 0 ? tr("Thinking…") : tr("Thinking… (%1)").arg(wordsText(words));
+  else if (!parts_.thinkingDone)  // cut by the token limit, stopped, or an error
+    title = tr("Stopped thinking after %1").arg(wordsText(words));
+  else
+    title = tr("Thought for %1").arg(wordsText(words));
+  title += thinkingExpanded_ ? QStringLiteral(" ▾") : QStringLiteral(" ▸");
+  thinkingHeader_->setText(title);
+  thinkingHeader_->setAccessibleName(title);
+  thinkingHeader_->setToolTip(thinkingExpanded_ ? tr("Hide the model's reasoning")
+                                                : tr("Show the model's reasoning"));
+
+  const QString preview = live && !thinkingExpanded_ ? lastLine(parts_.thinking) : QString();
+  static_cast<TailLabel*>(thinkingPreview_)->setFullText(preview);
+  thinkingPreview_->setVisible(!preview.isEmpty());
+
+  thinkingBody_->setVisible(thinkingExpanded_);
+  if (!thinkingExpanded_) {
+    // Rendered only while shown: a collapsed block costs nothing per token.
+    if (!thinkingBody_->document()->isEmpty()) thinkingBody_->clear();
+    return;
+  }
+  QTextDocument* doc = thinkingBody_->document();
+  renderMarkdown(doc, parts_.thinking);
+  QTextCursor c(doc);
+  c.select(QTextCursor::Document);
+  QTextCharFormat dim;
+  dim.setFontItalic(true);
+  dim.setForeground(mutedTextColor());
+  c.mergeCharFormat(dim);
 }
 
 void MessageWidget::mousePressEvent(QMouseEvent* e) {
@@ -304,7 +450,9 @@ void MessageWidget::mousePressEvent(QMouseEvent* e) {
 }
 
 bool MessageWidget::eventFilter(QObject* o, QEvent* e) {
-  if (o == body_->viewport() && e->type() == QEvent::MouseButtonPress) emit activated(record_.id);
+  if ((o == body_->viewport() || o == thinkingBody_->viewport()) &&
+      e->type() == QEvent::MouseButtonPress)
+    emit activated(record_.id);
   return QFrame::eventFilter(o, e);
 }
 
@@ -343,6 +491,7 @@ void ChatView::clear() {
 
 MessageWidget* ChatView::addMessage(const app::MessageRecord& r) {
   auto* m = new MessageWidget(r, column_);
+  m->setStartsInThinking(answersStartInThinking_);
   layout_->insertWidget(layout_->count() - 1, m);
   messages_.append(m);
   connect(m, &MessageWidget::activated, this, &ChatView::activated);

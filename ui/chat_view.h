@@ -1,7 +1,9 @@
 // The conversation as a column of message widgets. Each message renders its own Markdown
 // (QTextDocument::setMarkdown) with shaded code blocks; a streaming answer re-renders only
 // itself, at most every 80 ms, so a long chat costs nothing per token. Finished answers show
-// their mode and statistics; the heat map overlay colours the passages an answer read.
+// their mode and statistics; the heat map overlay colours the passages an answer read. A
+// reasoning model's thinking (<think>...</think>) shows in a block above the answer: collapsed,
+// under a header with its word count that expands it on click.
 #pragma once
 
 #include <QFrame>
@@ -15,6 +17,7 @@
 #include "app/lib/conversation_store.h"
 
 class QLabel;
+class QPushButton;
 class QToolButton;
 class QVBoxLayout;
 
@@ -47,6 +50,25 @@ class MessageWidget : public QFrame {
   QString text() const { return text_; }
   bool isStreaming() const { return streaming_; }
   QString statsText() const;
+  // What Copy puts on the clipboard: the answer without its thinking (the thinking while there is
+  // no answer yet). text() stays the raw generated text, as stored.
+  QString copyText() const;
+
+  // The thinking block. It is collapsed until the user expands it, also while the thinking
+  // streams: a long reasoning would otherwise push the chat down by pages and collapse under
+  // the reader's eyes when </think> arrives; the header counts the words and a one-line preview
+  // shows the newest ones instead. The choice is kept per message while later tokens arrive.
+  bool hasThinking() const { return parts_.hasThinking; }
+  QString thinkingText() const { return parts_.thinking; }
+  bool isThinkingExpanded() const { return thinkingExpanded_; }
+  void setThinkingExpanded(bool on);
+  QPushButton* thinkingHeader() const { return thinkingHeader_; }
+  QLabel* thinkingPreview() const { return thinkingPreview_; }
+  QTextBrowser* thinkingView() const;
+  QTextBrowser* answerView() const;
+  // The model's chat format opens answers inside <think> (ModelInfo::answerStartsInThinking).
+  // Applies to the answer this widget streams; a stored answer is recognised by its </think>.
+  void setStartsInThinking(bool on) { startsInThinking_ = on; }
 
   void setStreaming(bool on);
   void appendText(const QString& chunk);
@@ -64,6 +86,7 @@ class MessageWidget : public QFrame {
   void editRequested(qint64 messageId);
   void regenerateRequested(qint64 messageId);
   void versionRequested(qint64 messageId, int delta);
+  void rendered();  // after every (coalesced) re-render of the message
 
  protected:
   void mousePressEvent(QMouseEvent* e) override;
@@ -71,11 +94,16 @@ class MessageWidget : public QFrame {
 
  private:
   void render();
+  void renderThinking();
   void updateHeader();
 
   app::MessageRecord record_;
   QString text_;
   bool streaming_ = false;
+  app::AnswerParts parts_;  // text_ split for display (all answer for a user message)
+  bool startsInThinking_ = false;
+  bool streamedHere_ = false;  // setStreaming(true) was called: startsInThinking_ applies
+  bool thinkingExpanded_ = false;
   QLabel* role_;
   QLabel* modeChip_;
   QLabel* versionLabel_;
@@ -84,6 +112,10 @@ class MessageWidget : public QFrame {
   QToolButton* copy_;
   QToolButton* edit_;
   QToolButton* regenerate_;
+  QFrame* thinkingBlock_;
+  QPushButton* thinkingHeader_;
+  QLabel* thinkingPreview_;
+  MessageBody* thinkingBody_;
   MessageBody* body_;
   QLabel* footer_;
   QLabel* notice_;
@@ -106,6 +138,9 @@ class ChatView : public QScrollArea {
   void scrollToBottom();
   void setSelectedMessage(qint64 id);
   void clearHeat();
+  // Answers added from now on come from a model whose chat format opens them inside <think>
+  // (ModelInfo::answerStartsInThinking, e.g. DeepSeek-R1-Distill).
+  void setAnswersStartInThinking(bool on) { answersStartInThinking_ = on; }
 
  signals:
   void activated(qint64 messageId);
@@ -120,6 +155,7 @@ class ChatView : public QScrollArea {
   QVBoxLayout* layout_;
   QVector<MessageWidget*> messages_;
   bool stickToBottom_ = true;
+  bool answersStartInThinking_ = false;
 };
 
 // Markdown with shaded code blocks.

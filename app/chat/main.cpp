@@ -18,6 +18,7 @@
 
 #include "app/lib/app_types.h"
 #include "app/lib/conversation_store.h"
+#include "app/lib/default_model.h"
 #include "app/lib/engine_worker.h"
 #include "app/lib/settings.h"
 #include "ui/main_window.h"
@@ -115,13 +116,9 @@ int main(int argc, char** argv) {
 
   if (screenshots) {
     if (source.path.isEmpty() && source.preset.isEmpty()) {
-      // The small committed model: sentencepiece text reads better than a byte-level preset.
-      const QString fixture = QApplication::applicationDirPath() +
-                              QStringLiteral("/../../tests/fixtures/models/llama-gqa");
-      if (resa::ui::MainWindow::validateModelFolder(fixture).isEmpty())
-        source.path = QDir(fixture).canonicalPath();
-      else
-        source.preset = QStringLiteral("tiny");
+      // The bundled demo model (or, in a checkout without it, the small committed one).
+      source.path = resa::app::defaultModelDir();
+      if (source.path.isEmpty()) source.preset = QStringLiteral("tiny");
     }
     resa::app::GenerationSettings g = settings->generation();
     g.maxNewTokens = 320;

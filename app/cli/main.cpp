@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "app/lib/cli_args.h"
+#include "app/lib/default_model.h"
 #include "engine/conversation.h"
 #include "engine/error.h"
 #include "engine/model.h"
@@ -121,7 +122,10 @@ int run(QCoreApplication& app) {
   p.addVersionOption();
   auto opt = [&](const char* name, const char* help, const char* value = nullptr,
                  const char* def = nullptr) { resa::app::add_flag(p, name, help, value, def); };
-  opt("model", "Hugging Face model folder (config.json, *.safetensors, tokenizer.model).", "dir");
+  opt("model",
+      "Hugging Face model folder (config.json, *.safetensors, tokenizer.model); default: the "
+      "bundled demo model.",
+      "dir");
   opt("random-weights",
       "Synthetic weights of a preset's shapes: tiny, tinyllama-1.1b, "
       "llama-3.1-8b, mistral-7b, r1-distill-qwen-1.5b, r1-distill-qwen-7b.",
@@ -162,9 +166,17 @@ int run(QCoreApplication& app) {
   if (!p.positionalArguments().isEmpty())
     usage_error("unexpected argument '" + p.positionalArguments().first().toStdString() +
                 "' (did you mean --prompt?)");
-  const bool has_model = p.isSet("model"), has_random = p.isSet("random-weights");
-  if (has_model == has_random)
-    usage_error("give exactly one of --model DIR or --random-weights PRESET");
+  const bool has_random = p.isSet("random-weights");
+  if (p.isSet("model") && has_random)
+    usage_error("give one of --model DIR or --random-weights PRESET, not both");
+  // Without either, the bundled demo model (issue 4: it is the programs' default).
+  QString model_dir = p.value("model");
+  if (!has_random && model_dir.isEmpty()) {
+    model_dir = resa::app::defaultModelDir();
+    if (model_dir.isEmpty())
+      usage_error("no --model DIR given and the bundled demo model was not found (looked in " +
+                  resa::app::defaultModelCandidates().join(", ").toStdString() + ")");
+  }
   if (!p.isSet("chat") && !p.isSet("prompt") && !p.isSet("file"))
     usage_error("nothing to do: give --prompt TEXT, --file PATH or --chat");
 
@@ -208,8 +220,8 @@ int run(QCoreApplication& app) {
   if (p.isSet("file")) document = read_document(p.value("file"));
 
   std::unique_ptr<resa::Model> model;
-  if (has_model) {
-    model = resa::Model::load(p.value("model").toStdString(), lo);
+  if (!has_random) {
+    model = resa::Model::load(model_dir.toStdString(), lo);
   } else {
     const std::string preset = p.value("random-weights").toStdString();
     const auto cfg = resa::preset_config(preset);

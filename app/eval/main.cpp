@@ -27,6 +27,7 @@
 #include "app/eval/report.h"
 #include "app/eval/tasks.h"
 #include "app/lib/cli_args.h"
+#include "app/lib/default_model.h"
 #include "engine/error.h"
 #include "engine/model.h"
 #include "engine/presets.h"
@@ -153,7 +154,10 @@ int run(QApplication& app) {
   p.addVersionOption();
   auto opt = [&](const char* name, const char* help, const char* value = nullptr,
                  const char* def = nullptr) { resa::app::add_flag(p, name, help, value, def); };
-  opt("model", "Hugging Face model folder (config.json, *.safetensors, tokenizer.model).", "dir");
+  opt("model",
+      "Hugging Face model folder (config.json, *.safetensors, tokenizer.model); default: the "
+      "bundled demo model.",
+      "dir");
   opt("random-weights", "Synthetic weights of a preset's shapes (tiny, tinyllama-1.1b, ...).",
       "preset");
   opt("weights-seed", "Seed of the random weights.", "n", "0");
@@ -205,9 +209,17 @@ int run(QApplication& app) {
 
   if (!p.positionalArguments().isEmpty())
     usage_error("unexpected argument '" + p.positionalArguments().first().toStdString() + "'");
-  const bool has_model = p.isSet("model"), has_random = p.isSet("random-weights");
-  if (has_model == has_random)
-    usage_error("give exactly one of --model DIR or --random-weights PRESET");
+  const bool has_random = p.isSet("random-weights");
+  if (p.isSet("model") && has_random)
+    usage_error("give one of --model DIR or --random-weights PRESET, not both");
+  // Without either, the bundled demo model (the programs' default).
+  QString model_dir = p.value("model");
+  if (!has_random && model_dir.isEmpty()) {
+    model_dir = resa::app::defaultModelDir();
+    if (model_dir.isEmpty())
+      usage_error("no --model DIR given and the bundled demo model was not found (looked in " +
+                  resa::app::defaultModelCandidates().join(", ").toStdString() + ")");
+  }
   const bool quick = p.isSet("quick");
 
   resa::eval::EvalSetup setup;
@@ -242,10 +254,9 @@ int run(QApplication& app) {
   lo.device = *device;
   std::unique_ptr<resa::Model> model;
   QString model_name;
-  if (has_model) {
-    model = resa::Model::load(p.value("model").toStdString(), lo);
-    model_name = QFileInfo(p.value("model")).fileName();
-    if (model_name.isEmpty()) model_name = QFileInfo(QDir::cleanPath(p.value("model"))).fileName();
+  if (!has_random) {
+    model = resa::Model::load(model_dir.toStdString(), lo);
+    model_name = QFileInfo(QDir::cleanPath(model_dir)).fileName();
   } else {
     const std::string preset = p.value("random-weights").toStdString();
     const auto cfg = resa::preset_config(preset);

@@ -2,6 +2,7 @@
 
 #include <QJsonArray>
 
+#include <algorithm>
 #include <mutex>
 
 #include "engine/chat_format.h"
@@ -9,6 +10,17 @@
 namespace resa::app {
 
 namespace {
+
+constexpr const char* kThinkOpen = "<think>";
+constexpr const char* kThinkClose = "</think>";
+
+// What split_thinking looks at for an opening "<think>": the text after leading spaces and
+// newlines.
+QStringView withoutLeadingBlanks(const QString& text) {
+  qsizetype lead = 0;
+  while (lead < text.size() && (text[lead] == u' ' || text[lead] == u'\n')) ++lead;
+  return QStringView(text).mid(lead);
+}
 
 template <class T>
 QJsonArray toArray(const QList<T>& list) {
@@ -170,8 +182,49 @@ CompareResult CompareResult::fromJson(const QJsonObject& j) {
 
 AnswerParts splitThinking(const QString& generated, bool startsInThinking) {
   const resa::ThinkingSplit s = resa::split_thinking(generated.toStdString(), startsInThinking);
+  const bool opened = withoutLeadingBlanks(generated).startsWith(QLatin1String(kThinkOpen));
   return AnswerParts{QString::fromStdString(s.thinking), QString::fromStdString(s.answer),
-                     s.thinking_done};
+                     s.thinking_done, startsInThinking || opened};
+}
+
+AnswerParts splitThinkingForDisplay(const QString& text, bool startsInThinking, bool streaming) {
+  const QLatin1String open(kThinkOpen), close(kThinkClose);
+  const QStringView rest = withoutLeadingBlanks(text);
+  const bool reopened = rest.startsWith(open);
+  const qsizetype closeAt = text.indexOf(close);
+  const bool startsIn = startsInThinking || (closeAt >= 0 && !reopened);
+  if (streaming && !rest.isEmpty() && rest.size() < open.size() && open.startsWith(rest))
+    return AnswerParts{{}, {}, false, true};  // "<thi": the tag is still being written
+  AnswerParts p =
+      splitThinking(startsIn && reopened ? rest.mid(open.size()).toString() : text, startsIn);
+  if (streaming && !p.thinkingDone) {
+    for (qsizetype n = std::min(p.thinking.size(), close.size() - 1); n > 0; --n) {
+      if (close.startsWith(QStringView(p.thinking).right(n))) {
+        p.thinking.chop(n);
+        break;
+      }
+    }
+  }
+  return p;
+}
+
+int thinkingWordCount(const QString& text) {
+  int words = 0;
+  bool inWord = false;
+  for (const QChar c : text) {
+    const QChar::Script script = c.script();
+    if (script == QChar::Script_Han || script == QChar::Script_Hiragana ||
+        script == QChar::Script_Katakana || script == QChar::Script_Hangul) {
+      ++words;
+      inWord = false;
+    } else if (c.isSpace()) {
+      inWord = false;
+    } else if (!inWord) {
+      ++words;
+      inWord = true;
+    }
+  }
+  return words;
 }
 
 void registerAppMetaTypes() {

@@ -251,8 +251,18 @@ struct AnswerParts {
   QString thinking;
   QString answer;
   bool thinkingDone = false;  // </think> was seen
+  bool hasThinking = false;   // the text has a thinking part (possibly empty so far)
 };
 AnswerParts splitThinking(const QString& generated, bool startsInThinking);
+// splitThinking for showing a message (the stored text stays as it is). Also takes as started in
+// thinking a text that closes </think> without opening it (a DeepSeek-R1 answer reloaded from the
+// store, whose "<think>\n" was in the prompt) and drops a "<think>" the model wrote again. While
+// `streaming`, a tag written only in part so far ("<thi", "</th") is held back, so it never
+// flashes into the answer or the thinking.
+AnswerParts splitThinkingForDisplay(const QString& text, bool startsInThinking, bool streaming);
+// Words of a thinking text for "Thought for N words": runs of non-space characters, each Han,
+// kana or Hangul character counting as one (those scripts put no spaces between words).
+int thinkingWordCount(const QString& text);
 
 void registerAppMetaTypes();  // idempotent; EngineWorker calls it
 

@@ -2,9 +2,12 @@
 #include <cub/block/block_scan.cuh>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/prefill_tc.h"
 
 namespace resa::cuda {
 namespace {
@@ -591,34 +594,116 @@ cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, i
   return cudaGetLastError();
 }
 
+namespace {
+
+// kAuto resolved: true for the tensor-core kernel.
+bool prefill_use_tc(PrefillKernel kernel, int head_dim, int group) {
+  static const bool force_simt = [] {
+    const char* e = std::getenv("RESA_PREFILL_KERNEL");
+    return e && std::strcmp(e, "simt") == 0;
+  }();
+  switch (kernel) {
+    case PrefillKernel::kTensorCore:
+      return true;
+    case PrefillKernel::kSimt:
+      return false;
+    case PrefillKernel::kAuto:
+      break;
+  }
+  return !force_simt && tc::prefill_supported(head_dim, group);
+}
+
+// The SIMT kernel's split: few query tiles over a long cache, split the keys until the grid
+// fills the GPU.
+int simt_prefill_splits(int n, int group, int kv_heads, int ctx, int sm_count) {
+  const int qt = kPrefillRows / group;
+  const int ctas = (n + qt - 1) / qt * kv_heads;
+  if (ctas >= 2 * sm_count) return 1;
+  return std::max(1, std::min({64, (4 * sm_count + ctas - 1) / ctas,
+                               (ctx + 4 * kPrefillK - 1) / (4 * kPrefillK)}));
+}
+
+// The tensor-core kernel's split, for grids under one wave of resident CTAs (few queries over a
+// long cache: rectification). With CTAs of equal work a pass takes about waves(s) / s of the
+// unsplit CTA's time, waves(s) = ceil(ctas * s / slots); the fewest splits within 5% of the best
+// such time win (each split adds a partial output to write and combine). Each split keeps at
+// least kMinTiles key tiles; at most kMaxSplits.
+int tc_prefill_splits(const tc::PrefillShape& sh, int kv_heads, int ctx, int sm_count) {
+  constexpr int kMinTiles = 4, kMaxSplits = 128;
+  const int ctas = sh.qtiles * kv_heads, slots = std::max(1, sh.ctas_per_sm * sm_count);
+  if (ctas >= slots) return 1;
+  const int tiles = (ctx + tc::kPrefillKeys - 1) / tc::kPrefillKeys;
+  const int most = std::max(1, std::min(tiles / kMinTiles, kMaxSplits));
+  auto cost = [&](int s) { return double((int64_t(ctas) * s + slots - 1) / slots) / s; };
+  double best = cost(1);
+  for (int s = 2; s <= most; ++s) best = std::min(best, cost(s));
+  int s = 1;
+  while (s < most && cost(s) > best * 1.05) ++s;
+  return s;
+}
+
+}  // namespace
+
+bool prefill_tc_supported(int head_dim, int group) { return tc::prefill_supported(head_dim, group); }
+
+int prefill_splits(int n, int n_heads, int head_dim, int kv_heads, int ctx, int sm_count,
+                   PrefillKernel kernel) {
+  if (n < 1 || kv_heads < 1 || n_heads % kv_heads) return 1;
+  const int group = n_heads / kv_heads;
+  if (prefill_use_tc(kernel, head_dim, group)) {
+    tc::PrefillShape sh;
+    if (tc::prefill_shape(head_dim, n, group, &sh) != cudaSuccess) return 1;
+    return tc_prefill_splits(sh, kv_heads, ctx, sm_count);
+  }
+  return simt_prefill_splits(n, group, kv_heads, ctx, sm_count);
+}
+
+size_t prefill_workspace_floats(int n, int n_heads, int head_dim, int splits) {
+  return size_t(splits) * n * n_heads * (head_dim + 1);
+}
+
 cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, int n, int n_heads,
                               float scale, const PassState* st, int ctx, int sm_count,
-                              float* workspace, size_t workspace_floats, cudaStream_t s) {
+                              float* workspace, size_t workspace_floats, cudaStream_t s,
+                              PrefillKernel kernel) {
   const int group = n_heads / kv.kv_heads;
-  if (!attention_supported(kv.head_dim, group)) return cudaErrorInvalidValue;
-  const int qt = kPrefillRows / group;
-  const int qtiles = (n + qt - 1) / qt, ctas = qtiles * kv.kv_heads;
-  // Few queries over a long cache: split the keys until the grid fills the GPU.
+  if (!attention_supported(kv.head_dim, group) || n_heads % kv.kv_heads || n < 1)
+    return cudaErrorInvalidValue;
+  const bool use_tc = prefill_use_tc(kernel, kv.head_dim, group);
+  if (use_tc && !tc::prefill_supported(kv.head_dim, group)) return cudaErrorInvalidValue;
+  tc::PrefillShape shape;
   int splits = 1;
-  if (ctas < 2 * sm_count && workspace) {
-    splits = std::min(
-        {64, (4 * sm_count + ctas - 1) / ctas, (ctx + 4 * kPrefillK - 1) / (4 * kPrefillK)});
-    const size_t per_split = size_t(n) * n_heads * (kv.head_dim + 1);
-    splits = int(std::min<size_t>(size_t(std::max(splits, 1)), workspace_floats / per_split));
-    splits = std::max(splits, 1);
+  if (use_tc) {
+    const cudaError_t e = tc::prefill_shape(kv.head_dim, n, group, &shape);
+    if (e != cudaSuccess) return e;
+    splits = tc_prefill_splits(shape, kv.kv_heads, ctx, sm_count);
+  } else {
+    splits = simt_prefill_splits(n, group, kv.kv_heads, ctx, sm_count);
   }
-  float* part_o = workspace;
-  float* part_lse = workspace ? workspace + size_t(splits) * n * n_heads * kv.head_dim : nullptr;
-  const cudaError_t e = dispatch_d(kv.head_dim, [&](auto dc) {
-    constexpr int D = decltype(dc)::value;
-    constexpr size_t smem = prefill_smem_bytes<D>();
-    cudaError_t a = cudaFuncSetAttribute(prefill_kernel<D>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-    if (a != cudaSuccess) return a;
-    prefill_kernel<D><<<dim3(qtiles, kv.kv_heads, splits), kPrefillWarps * 32, smem, s>>>(
-        kv, q, out, n, n_heads, scale * kLog2e, st, part_o, part_lse);
-    return cudaGetLastError();
-  });
+  // Capped by the workspace (none: no split).
+  const size_t per_split = prefill_workspace_floats(n, n_heads, kv.head_dim, 1);
+  splits = workspace ? int(std::min<size_t>(size_t(splits), workspace_floats / per_split)) : 1;
+  splits = std::max(splits, 1);
+  float* part_o = splits > 1 ? workspace : nullptr;
+  float* part_lse =
+      splits > 1 ? workspace + size_t(splits) * n * n_heads * kv.head_dim : nullptr;
+  cudaError_t e;
+  if (use_tc) {
+    e = tc::prefill_launch(kv, q, out, n, n_heads, scale * kLog2e, st, shape, splits, part_o,
+                           part_lse, s);
+  } else {
+    const int qt = kPrefillRows / group, qtiles = (n + qt - 1) / qt;
+    e = dispatch_d(kv.head_dim, [&](auto dc) {
+      constexpr int D = decltype(dc)::value;
+      constexpr size_t smem = prefill_smem_bytes<D>();
+      cudaError_t a = cudaFuncSetAttribute(prefill_kernel<D>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+      if (a != cudaSuccess) return a;
+      prefill_kernel<D><<<dim3(qtiles, kv.kv_heads, splits), kPrefillWarps * 32, smem, s>>>(
+          kv, q, out, n, n_heads, scale * kLog2e, st, part_o, part_lse);
+      return cudaGetLastError();
+    });
+  }
   if (e != cudaSuccess || splits == 1) return e;
   combine_kernel<<<n * n_heads, kv.head_dim, 0, s>>>(part_o, part_lse, splits, n * n_heads,
                                                      kv.head_dim, out);

@@ -57,12 +57,32 @@ size_t decode_workspace_floats(int n_heads, int head_dim, int splits);
 cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, int n_heads,
                              float scale, const PassState* st, const SelectionDev* sel, int splits,
                              float* workspace, cudaStream_t s);
+// The kernel behind attention_prefill.
+//   kTensorCore: FlashAttention-2 on the tensor cores (mma.sync bf16 -> f32, sm_80+) for
+//                head_dim 64 and 128 (prefill_tc_supported). Q is rounded to bf16 after the
+//                softmax scale, the softmax weights P to bf16 before P V; f32 everywhere else.
+//   kSimt:       the f32 CUDA-core kernel, every head_dim (the reference).
+//   kAuto:       kTensorCore where it applies, else kSimt; RESA_PREFILL_KERNEL=simt in the
+//                environment (read once per process) forces kSimt.
+// kTensorCore where it does not apply fails with cudaErrorInvalidValue.
+enum class PrefillKernel { kAuto, kTensorCore, kSimt };
+bool prefill_tc_supported(int head_dim, int group);
+
+// Key splits (1: none) attention_prefill chooses for n queries over a cache of ctx positions
+// before the workspace cap, and the workspace floats that many splits need:
+//   splits * n * n_heads * (head_dim + 1)  (partial outputs, then their log2-sum-exp).
+int prefill_splits(int n, int n_heads, int head_dim, int kv_heads, int ctx, int sm_count,
+                   PrefillKernel kernel = PrefillKernel::kAuto);
+size_t prefill_workspace_floats(int n, int n_heads, int head_dim, int splits);
+
 // Causal attention of n queries at positions st->pos0 + i over the cache (prefill chunks,
 // rectification). q, out: [n][n_heads][head_dim] f32. ctx: the cache length after the pass
-// (sizes the key split); workspace (may be null: no split) holds the split partials.
+// (sizes the key split); workspace (may be null: no split) holds the split partials, and the
+// split count is capped to what workspace_floats holds.
 cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, int n, int n_heads,
                               float scale, const PassState* st, int ctx, int sm_count,
-                              float* workspace, size_t workspace_floats, cudaStream_t s);
+                              float* workspace, size_t workspace_floats, cudaStream_t s,
+                              PrefillKernel kernel = PrefillKernel::kAuto);
 
 // Block scores of the group-mean queries, then the top blocks per KV head (sink and local
 // forced, ties to the lower index), for a decode step at st->pos0. q: [n_heads][head_dim].

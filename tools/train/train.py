@@ -36,6 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
+T0 = time.time()  # the script's start: --total-minutes counts from here
 SPECIALS = {"<unk>": 0, "<s>": 1, "</s>": 2, "<|im_start|>": 3, "<|im_end|>": 4}
 BOS, EOS, IM_START, IM_END = 1, 2, 3, 4
 # The chat template of tokenizer_config.json (ChatML, as ReSA Chat's engine renders it: no BOS).
@@ -553,6 +554,9 @@ def main():
     ap.add_argument("--work", default=str(HERE / "out"), help="corpus.txt.xz, tokenizer.model")
     ap.add_argument("--export", default=None, help="model folder (default: WORK/demo)")
     ap.add_argument("--minutes", type=float, default=10.0, help="optimisation time budget")
+    ap.add_argument("--total-minutes", type=float, default=0.0,
+                    help="wall-clock limit of the whole run (0: none); optimisation stops early "
+                         "enough to leave 90 s for the checks and the export")
     ap.add_argument("--seq-len", type=int, default=8192)
     ap.add_argument("--batch", type=int, default=16, help="sequences per step")
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -602,6 +606,9 @@ def main():
                                          prefetch_factor=4 if args.workers else None,
                                          persistent_workers=bool(args.workers))
     budget = args.minutes * 60
+    if args.total_minutes > 0:
+        budget = max(30.0, min(budget, args.total_minutes * 60 - 90 - (time.time() - T0)))
+        print(f"optimisation budget {budget / 60:.1f} min (--total-minutes)", flush=True)
     warmup = 150
     t_start, step, tokens = time.time(), 0, 0
     log = []

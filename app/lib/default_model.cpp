@@ -1,0 +1,26 @@
+#include "app/lib/default_model.h"
+
+#include <QCoreApplication>
+#include <QDir>
+#include <QFileInfo>
+
+namespace resa::app {
+
+QStringList defaultModelCandidates() {
+  QStringList out;
+  const QString env = qEnvironmentVariable("RESA_DEMO_MODEL");
+  if (!env.isEmpty()) out << env;
+  const QString appDir = QCoreApplication::applicationDirPath();
+  out << appDir + QStringLiteral("/../share/resa-chat/models/demo")
+      << appDir + QStringLiteral("/../../resources/models/demo")
+      << appDir + QStringLiteral("/../../tests/fixtures/models/llama-gqa");
+  return out;
+}
+
+QString defaultModelDir() {
+  for (const QString& c : defaultModelCandidates())
+    if (QFileInfo::exists(c + QStringLiteral("/config.json"))) return QDir(c).canonicalPath();
+  return {};
+}
+
+}  // namespace resa::app
