@@ -293,6 +293,11 @@ class TestGpuKernels : public QObject {
         for (int hd : {16, 32, 64, 128})
           QTest::addRow("ctx%d_gqa%d_hd%d", ctx, group, hd) << ctx << group << hd << 16;
     QTest::addRow("ctx100_gqa3_hd128_block7") << 100 << 3 << 128 << 7;
+    // The other GQA groups, and contexts long enough for many pipelined tiles per split.
+    for (int group : {3, 5, 6, 7})
+      QTest::addRow("ctx2049_gqa%d_hd128", group) << 2049 << group << 128 << 16;
+    for (int hd : {16, 128}) QTest::addRow("ctx20011_gqa8_hd%d", hd) << 20011 << 8 << hd << 16;
+    QTest::addRow("ctx5000_gqa4_hd64_block13") << 5000 << 4 << 64 << 13;
   }
   // Dense decode, block-sparse decode (FlashInfer's reference: dense attention with the block
   // mask, here the CPU kernel given the same blocks) and chunked prefill, each against the
@@ -305,6 +310,7 @@ class TestGpuKernels : public QObject {
     const int kvh = 2, heads = kvh * group, d = head_dim;
     std::mt19937_64 rng(ctx * 131 + group * 7 + d);
     TwinKv kv(kvh, d, block, ctx, rng);
+    poison_tail(kv);  // no kernel may read past the context
     const float scale = 1.0f / std::sqrt(float(d));
     const int splits = resa::cuda::decode_splits(kvh, 132);
     Dev<float> ws(resa::cuda::decode_workspace_floats(heads, d, splits));
@@ -318,12 +324,52 @@ class TestGpuKernels : public QObject {
     Dev<float> dq(q.size()), dout(q.size());
     dq.put(q);
     DevState st(ctx - 1, 1, ctx);
+    using resa::cuda::DecodeKernel;
+    const size_t dout_bytes = q.size() * sizeof(float);
+    // Both decode kernels, with the engine's split count and with one split (the pipelined
+    // kernel's tile ring wraps many times).
+    auto each_decode = [&](const resa::cuda::SelectionDev* sd, const char* what) {
+      for (const DecodeKernel kern : {DecodeKernel::kSimple, DecodeKernel::kPipelined})
+        for (const int sp : {splits, 1}) {
+          cudaMemset(dout.get(), 0xff, dout_bytes);
+          if (resa::cuda::attention_decode(kv.dev, dq.get(), dout.get(), heads, scale, st.get(),
+                                           sd, sp, ws.get(), nullptr, kern) != cudaSuccess)
+            return QString("%1 decode launch failed").arg(what);
+          const std::vector<float> g = dout.take();
+          const double err = rel_l2(g.data(), ref.data(), ref.size());
+          if (!(err < 2e-5))
+            return QString("%1 decode (%2, splits %3) error %4")
+                .arg(what)
+                .arg(kern == DecodeKernel::kSimple ? "simple" : "pipelined")
+                .arg(sp)
+                .arg(err);
+          if (!dout.guards_intact()) return QString("%1 decode wrote outside").arg(what);
+        }
+      return QString();
+    };
+    QString why = each_decode(nullptr, "dense");
+    QVERIFY2(why.isEmpty(), qPrintable(why));
     CK(resa::cuda::attention_decode(kv.dev, dq.get(), dout.get(), heads, scale, st.get(), nullptr,
                                     splits, ws.get(), nullptr));
     std::vector<float> got = dout.take();
     double e = rel_l2(got.data(), ref.data(), ref.size());
     QVERIFY2(e < 2e-5, qPrintable(QString("dense decode error %1").arg(e)));
     QVERIFY(dout.guards_intact());
+
+    // Sparse decode with every block selected equals dense decode.
+    {
+      std::vector<int> flat(size_t(kvh) * kv.dev.cap_blocks, 0), count(kvh, kv.nb);
+      for (int h = 0; h < kvh; ++h)
+        for (int b = 0; b < kv.nb; ++b) flat[size_t(h) * kv.dev.cap_blocks + b] = b;
+      Dev<int> dsel(flat.size()), dcount(kvh);
+      dsel.put(flat);
+      dcount.put(count);
+      resa::cuda::SelectionDev sd;
+      sd.blocks = dsel.get();
+      sd.count = dcount.get();
+      why = each_decode(&sd, "sparse (all blocks)");
+      QVERIFY2(why.isEmpty(), qPrintable(why));
+    }
 
     // Sparse decode over a random selection per KV head (always the last block).
     std::vector<std::vector<int>> sel(kvh);
@@ -350,6 +396,8 @@ class TestGpuKernels : public QObject {
     got = dout.take();
     e = rel_l2(got.data(), ref.data(), ref.size());
     QVERIFY2(e < 2e-5, qPrintable(QString("sparse decode error %1").arg(e)));
+    why = each_decode(&sd, "sparse");
+    QVERIFY2(why.isEmpty(), qPrintable(why));
 
     // Chunked causal prefill of the last n positions.
     const int n = std::min(ctx, 37), pos0 = ctx - n;
@@ -521,9 +569,18 @@ class TestGpuKernels : public QObject {
     Dev<float> dq(q.size()), dscores(size_t(kvh) * kv.dev.cap_blocks);
     dq.put(q);
     DevState st(ctx - 1, 1, ctx);
+    // The old grid's scores, then the new grid's (the one kept): identical per block.
     CK(resa::cuda::block_scores(kv.dev, dq.get(), heads, scale, st.get(), dscores.get(), 132,
-                                nullptr));
+                                nullptr, resa::cuda::SelectKernel::kOld));
+    const std::vector<float> scores_old = dscores.take();
+    CK(resa::cuda::block_scores(kv.dev, dq.get(), heads, scale, st.get(), dscores.get(), 132,
+                                nullptr, resa::cuda::SelectKernel::kNew));
     std::vector<float> scores = dscores.take();
+    for (int h = 0; h < kvh; ++h)
+      for (int b = 0; b < kv.nb; ++b)
+        QCOMPARE(scores[size_t(h) * kv.dev.cap_blocks + b],
+                 scores_old[size_t(h) * kv.dev.cap_blocks + b]);
+    QVERIFY(dscores.guards_intact());
     for (int h = 0; h < kvh; ++h) {
       std::vector<float> qsel(d, 0.f), ref(kv.nb);
       for (int j = 0; j < group; ++j)
@@ -551,6 +608,19 @@ class TestGpuKernels : public QObject {
       resa::cuda::SelectionDev sd{dscores.get(), dblocks.get(), dcount.get(), dhits.get()};
       CK(resa::cuda::top_blocks(kv.dev, sp, st.get(), sd, nullptr));
       const std::vector<int> blocks = dblocks.take(), count = dcount.take();
+      {  // the old kernel picks the same blocks
+        Dev<int> oblocks(size_t(kvh) * kv.dev.cap_blocks), ocount(kvh);
+        resa::cuda::SelectionDev so{dscores.get(), oblocks.get(), ocount.get(), nullptr};
+        CK(resa::cuda::top_blocks(kv.dev, sp, st.get(), so, nullptr,
+                                  resa::cuda::SelectKernel::kOld));
+        const std::vector<int> ob = oblocks.take(), oc = ocount.take();
+        for (int h = 0; h < kvh; ++h) {
+          QCOMPARE(oc[h], count[h]);
+          for (int i = 0; i < count[h]; ++i)
+            QCOMPARE(ob[size_t(h) * kv.dev.cap_blocks + i],
+                     blocks[size_t(h) * kv.dev.cap_blocks + i]);
+        }
+      }
       const std::vector<uint32_t> hits = dhits.take();
       resa::ResaParams rp;
       rp.ratio = ratio, rp.min_blocks = min_blocks, rp.local = local, rp.sink = sink;
@@ -569,6 +639,96 @@ class TestGpuKernels : public QObject {
       }
       for (int b = 0; b < kv.nb; ++b) QCOMPARE(hits[b], ref_hits[b]);
       QVERIFY(dblocks.guards_intact());
+    }
+  }
+
+  void topk_matches_cpu_data() {
+    QTest::addColumn<int>("nb");
+    QTest::addColumn<int>("kvh");
+    for (int nb : {1, 3, 9, 27, 81, 129, 257, 1023, 1024, 1025, 4097, 16384, 20000})
+      for (int kvh : {1, 2, 8}) QTest::addRow("nb%d_kvh%d", nb, kvh) << nb << kvh;
+  }
+  // Both top-k kernels against select_top_blocks on the same scores, with random scores, mass
+  // ties, all scores equal, and +0 / -0 mixed (equal for the CPU's comparison); budgets from
+  // ratio 0.1 to every block, exactly min_blocks, nothing forced, and nothing at all. Identical
+  // ids and counts, hits counted, no write past the outputs.
+  void topk_matches_cpu() {
+    QFETCH(int, nb);
+    QFETCH(int, kvh);
+    const int bs = 16, ctx = nb * bs - (nb % 3) * 5;  // partial last block on some rows
+    const int cap_blocks = nb + 3;
+    std::mt19937_64 rng(nb * 31 + kvh);
+    resa::cuda::KvLayerDev kv{nullptr, nullptr, nullptr, kvh, 16, bs, cap_blocks * bs, cap_blocks};
+    DevState st(ctx - 1, 1, ctx);
+    Dev<float> dscores(size_t(kvh) * cap_blocks);
+    using resa::cuda::SelectKernel;
+    for (int mode = 0; mode < 4; ++mode) {
+      std::vector<float> scores(size_t(kvh) * cap_blocks, 0.f);
+      std::normal_distribution<float> nd;
+      for (int h = 0; h < kvh; ++h)
+        for (int b = 0; b < nb; ++b) {
+          float& x = scores[size_t(h) * cap_blocks + b];
+          switch (mode) {
+            case 0:
+              x = nd(rng);
+              break;
+            case 1:
+              x = float((b * 7 + h) % 5) - 2.f;
+              break;
+            case 2:
+              x = 1.5f;
+              break;
+            default:
+              x = (rng() % 3 == 0) ? 1.f : ((rng() & 1) ? 0.f : -0.f);
+          }
+        }
+      dscores.put(scores);
+      for (auto [ratio, min_blocks, local, sink] :
+           {std::tuple{0.1, 16, 1, true}, {0.05, 3, 2, false}, {0.3, 1, 1, true},
+            {1.0, 16, 1, true}, {1e-6, 16, 1, true}, {0.1, 16, 0, false}, {0.0, 0, 0, false}}) {
+        resa::ResaParams rp;
+        rp.ratio = ratio, rp.min_blocks = min_blocks, rp.local = local, rp.sink = sink;
+        const int budget = resa::resa_budget(nb, rp);
+        std::vector<std::vector<int>> ref(kvh);
+        std::vector<uint32_t> ref_hits(nb, 0);
+        for (int h = 0; h < kvh; ++h) {
+          std::vector<int> out(nb), scratch(nb);
+          const int k = resa::cpu::select_top_blocks(scores.data() + size_t(h) * cap_blocks, nb,
+                                                     budget, sink, local, out.data(),
+                                                     scratch.data());
+          ref[h].assign(out.begin(), out.begin() + k);
+          for (int b : ref[h]) ++ref_hits[b];
+        }
+        for (const SelectKernel kern : {SelectKernel::kNew, SelectKernel::kOld}) {
+          // The old kernel keys -0 below +0 and leaves an empty budget undefined.
+          if (kern == SelectKernel::kOld && (mode == 3 || budget == 0)) continue;
+          resa::cuda::SelectParams sp{ratio, min_blocks, local, sink};
+          Dev<int> dblocks(size_t(kvh) * cap_blocks), dcount(kvh);
+          Dev<uint32_t> dhits(cap_blocks);
+          cudaMemset(dhits.get(), 0, cap_blocks * 4);
+          resa::cuda::SelectionDev sd{dscores.get(), dblocks.get(), dcount.get(), dhits.get()};
+          CK(resa::cuda::top_blocks(kv, sp, st.get(), sd, nullptr, kern));
+          CK(cudaDeviceSynchronize());
+          const std::vector<int> blocks = dblocks.take(), count = dcount.take();
+          const std::vector<uint32_t> hits = dhits.take();
+          const QString where = QString("mode %1 ratio %2 min %3 local %4 sink %5 kernel %6")
+                                    .arg(mode)
+                                    .arg(ratio)
+                                    .arg(min_blocks)
+                                    .arg(local)
+                                    .arg(sink)
+                                    .arg(kern == SelectKernel::kNew ? "new" : "old");
+          for (int h = 0; h < kvh; ++h) {
+            QVERIFY2(count[h] == int(ref[h].size()), qPrintable(where + " count"));
+            for (size_t i = 0; i < ref[h].size(); ++i)
+              QVERIFY2(blocks[size_t(h) * cap_blocks + i] == ref[h][i], qPrintable(where + " ids"));
+          }
+          for (int b = 0; b < nb; ++b)
+            QVERIFY2(hits[b] == ref_hits[b], qPrintable(where + " hits"));
+          QVERIFY2(dblocks.guards_intact(), qPrintable(where + " guards"));
+          QVERIFY2(dhits.guards_intact(), qPrintable(where + " hit guards"));
+        }
+      }
     }
   }
 

@@ -2,14 +2,20 @@
 // The desktop app driven like a user would, on the offscreen platform, with the small committed
 // model (tests/fixtures/models/llama-gqa) or the tiny random preset: typing and Enter stream a
 // reply into the chat and the store, the toolbar mode toggle reaches the engine, the Compare
-// view draws three series, the GUI thread keeps answering while an answer streams.
+// view draws three series, the event loop answers within 50 ms while an answer streams; the last
+// conversation reopens on the next start, Help > About names the version, backend and model, and
+// a first run opens the default model ready to chat.
 #include <QAbstractItemModelTester>
 #include <QAction>
 #include <QApplication>
+#include <QDir>
 #include <QElapsedTimer>
 #include <QFile>
 #include <QLineSeries>
+#include <QMenuBar>
+#include <QMessageBox>
 #include <QPushButton>
+#include <QScopeGuard>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTest>
@@ -35,19 +41,23 @@
 #include "ui/stats_panel.h"
 #include "ui/theme.h"
 
-#include <ctime>
-
 using namespace resa;
+using resa::ui::MainWindow;
 
 namespace {
-// CPU time of the calling thread.
-qint64 threadCpuMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return qint64(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+// How long the calling thread has run on a CPU, and been runnable but waiting for one, in ns
+// (Linux schedstat; zeros where unknown): tells our own work from a busy machine in a long gap.
+struct SchedTimes {
+  qint64 runNs = 0, waitNs = 0;
+};
+SchedTimes schedTimes() {
+  QFile f(QStringLiteral("/proc/thread-self/schedstat"));
+  if (!f.open(QIODevice::ReadOnly)) return {};
+  const QList<QByteArray> fields = f.readAll().split(' ');
+  if (fields.size() < 2) return {};
+  return {fields[0].toLongLong(), fields[1].toLongLong()};
 }
 }  // namespace
-using resa::ui::MainWindow;
 
 class GuiChatTest : public QObject {
   Q_OBJECT
@@ -233,11 +243,14 @@ class GuiChatTest : public QObject {
     QCOMPARE(store_->comparisons(-1).size(), 1);
   }
 
-  void gui_thread_stays_responsive_while_generating() {
+  void event_loop_answers_within_50_ms_while_an_answer_streams() {
+    // Issue 3: "while generating, the event loop keeps answering within 50 ms". The engine runs
+    // with the desktop app's default thread count, which leaves a core to the GUI thread.
     app::ModelSource tiny;
     tiny.preset = QStringLiteral("tiny");
-    tiny.threads = 1;  // leave a core to the GUI thread on small CI machines
+    tiny.threads = app::Settings::defaultThreads();
     openWindow(tiny, 400);
+    QCOMPARE(settings_->threads(), tiny.threads);  // what a fresh install uses
     app::GenerationSettings g = settings_->generation();
     g.sampling.temperature = 0.8f;  // random weights under greedy decoding may repeat one
     g.sampling.seed = 3;            // control token, which streams no text
@@ -253,43 +266,86 @@ class GuiChatTest : public QObject {
     QVERIFY(window_->attachFile(doc));
     clickMode(DecodeMode::kResa);
 
-    // A 5 ms timer on the GUI thread. Two measures of each gap between ticks: wall time, and the
-    // GUI thread's own CPU time (what it spent busy, so it could not tick). A blocking call on
-    // the engine or slow work of ours shows in both; a shared, overloaded CI machine that
-    // deschedules the process shows only in wall time, so there the 95th percentile counts.
+    // A 10 ms timer on the GUI thread; the largest interval between two of its ticks is the
+    // longest the event loop went without answering. Bound: 50 ms plus one timer period.
+    constexpr qint64 kTimerMs = 10, kBoundMs = 50 + kTimerMs;
     QElapsedTimer clock;
-    qint64 lastWall = 0, lastCpu = 0, maxWall = 0, maxBusy = 0;
-    QList<qint64> wallGaps;
+    qint64 last = -1;
+    SchedTimes lastSched = schedTimes();
+    struct Gap {
+      qint64 ms, endMs, runMs, waitMs;  // run: on a CPU; wait: runnable, waiting for a CPU
+    };
+    QList<Gap> gaps;
     QTimer timer;
-    timer.setInterval(5);
-    connect(&timer, &QTimer::timeout, this, [&] {
-      const qint64 wall = clock.nsecsElapsed() / 1000000, cpu = threadCpuMs();
-      if (lastWall > 0) {
-        wallGaps.append(wall - lastWall);
-        maxWall = std::max(maxWall, wall - lastWall);
-        maxBusy = std::max(maxBusy, cpu - lastCpu);
-      }
-      lastWall = wall;
-      lastCpu = cpu;
+    timer.setTimerType(Qt::PreciseTimer);
+    timer.setInterval(int(kTimerMs));
+    connect(&timer, &QTimer::timeout, &timer, [&] {
+      const qint64 now = clock.elapsed();
+      const SchedTimes sched = schedTimes();
+      if (last >= 0)
+        gaps.append({now - last, now, (sched.runNs - lastSched.runNs) / 1000000,
+                     (sched.waitNs - lastSched.waitNs) / 1000000});
+      last = now;
+      lastSched = sched;
     });
-    QSignalSpy chunks(engine_->worker(), &app::EngineWorker::tokenChunk);
-    QSignalSpy stats(engine_->worker(), &app::EngineWorker::stepStats);
+    // What the GUI thread handled, to name the culprit of a long gap.
+    QList<QPair<qint64, QString>> events;
+    QObject scope;  // the connections end with the test
+    app::EngineWorker* w = engine_->worker();
+    connect(w, &app::EngineWorker::tokenChunk, &scope, [&] {
+      events.append({clock.elapsed(), QStringLiteral("token chunk")});
+    });
+    connect(w, &app::EngineWorker::stepStats, &scope, [&] {
+      events.append({clock.elapsed(), QStringLiteral("step stats")});
+    });
+    connect(w, &app::EngineWorker::prefillProgress, &scope, [&] {
+      events.append({clock.elapsed(), QStringLiteral("prefill progress")});
+    });
+    connect(w, &app::EngineWorker::rectification, &scope, [&] {
+      events.append({clock.elapsed(), QStringLiteral("rectification")});
+    });
+    QSignalSpy chunks(w, &app::EngineWorker::tokenChunk);
     QSignalSpy done(window_.get(), &MainWindow::answerFinished);
     clock.start();
     timer.start();
-    window_->sendMessage(QStringLiteral("Summarise the document."));
+    // Sent from the event loop, as a click would be: sending counts as well.
+    QTimer::singleShot(3 * kTimerMs, window_.get(),
+                       [this] { window_->sendMessage(QStringLiteral("Summarise the document.")); });
     QVERIFY(done.wait(60000));
     timer.stop();
-    std::sort(wallGaps.begin(), wallGaps.end());
-    const qint64 p95 = wallGaps.isEmpty() ? 0 : wallGaps[wallGaps.size() * 95 / 100];
-    qInfo(
-        "answer took %lld ms: %d chunks, %d stat batches, %d ticks; gaps: longest %lld ms "
-        "wall, p95 %lld ms wall, longest busy %lld ms",
-        clock.elapsed(), int(chunks.count()), int(stats.count()), int(wallGaps.size()), maxWall,
-        p95, maxBusy);
+    const qint64 finishedAt = clock.elapsed();
+
+    const auto answer = store_->message(done.first().first().toLongLong());
+    const int tokens = app::AnswerStats::fromJson(answer->stats).generatedTokens;
+    std::sort(gaps.begin(), gaps.end(), [](const Gap& a, const Gap& b) { return a.ms > b.ms; });
+    QStringList worst;
+    for (int i = 0; i < std::min<int>(3, int(gaps.size())); ++i) {
+      QStringList during;
+      for (const auto& [at, what] : events)
+        if (at > gaps[i].endMs - gaps[i].ms && at <= gaps[i].endMs) during << what;
+      worst << QStringLiteral(
+                   "%1 ms ending at %2 ms: GUI thread ran %3 ms, waited %4 ms for a "
+                   "CPU (%5)")
+                   .arg(gaps[i].ms)
+                   .arg(gaps[i].endMs)
+                   .arg(gaps[i].runMs)
+                   .arg(gaps[i].waitMs)
+                   .arg(during.isEmpty() ? QStringLiteral("-") : during.join(QStringLiteral(", ")));
+    }
+    const QString report = QStringLiteral(
+                               "%1 tokens in %2 ms, %3 chunks, %4 ticks, %5 engine threads; "
+                               "longest gaps: %6")
+                               .arg(tokens)
+                               .arg(finishedAt)
+                               .arg(chunks.count())
+                               .arg(gaps.size())
+                               .arg(tiny.threads)
+                               .arg(worst.join(QStringLiteral("; ")));
+    qInfo("%s", qPrintable(report));
+    QVERIFY2(tokens >= 100, qPrintable(report));
     QVERIFY2(chunks.count() >= 5, "the answer should stream in several chunks");
-    QVERIFY2(maxBusy < 50, qPrintable(QStringLiteral("GUI thread busy for %1 ms").arg(maxBusy)));
-    QVERIFY2(p95 < 50, qPrintable(QStringLiteral("timer gaps p95 %1 ms").arg(p95)));
+    QVERIFY(!gaps.isEmpty());
+    QVERIFY2(gaps.first().ms < kBoundMs, qPrintable(report));
     // Live statistics reached the panel: rectifications counted and marked on the chart.
     QVERIFY(window_->statsPanel()->rectifications() > 0);
     QVERIFY(window_->statsPanel()->latencyChart()->rectificationMarkers() > 0);
@@ -381,6 +437,122 @@ class GuiChatTest : public QObject {
     QVERIFY(!window_->attachFile(bin, &error));
     QVERIFY(error.contains(QStringLiteral("binary")));
     QVERIFY(window_->banner()->isVisible());
+  }
+
+  void last_open_conversation_is_reopened_on_the_next_start() {
+    openWindow(fixtureModel(), 8);
+    QVERIFY(typeAndSend(QStringLiteral("Where is the lighthouse?")) != 0);
+    const qint64 first = window_->currentConversation();
+    window_->newConversation();
+    QVERIFY(typeAndSend(QStringLiteral("A second chat")) != 0);
+    QVERIFY(window_->currentConversation() != first);
+    window_->openConversation(first);
+    QVERIFY(window_->close());
+    // A restart: new store, settings and window over the same files.
+    window_.reset();
+    store_ = std::make_unique<app::ConversationStore>(dir_->filePath("chat.sqlite"));
+    QVERIFY(store_->open());
+    settings_ = std::make_unique<app::Settings>(dir_->filePath("settings.ini"));
+    window_ = std::make_unique<MainWindow>(store_.get(), settings_.get(), engine_.get());
+    QCOMPARE(window_->currentConversation(), first);
+    QCOMPARE(window_->conversationList()->current(), first);
+    QVERIFY(!window_->isShowingEmptyState());
+    const auto shown = window_->chatView()->messages();
+    QCOMPARE(shown.size(), 2);
+    QCOMPARE(shown[0]->text(), QStringLiteral("Where is the lighthouse?"));
+    QCOMPARE(shown[1]->messageId(), store_->messages(first)[1].id);
+    // After New Chat the next start opens on the empty state again.
+    window_->newConversation();
+    QVERIFY(window_->close());
+    window_.reset();
+    settings_ = std::make_unique<app::Settings>(dir_->filePath("settings.ini"));
+    window_ = std::make_unique<MainWindow>(store_.get(), settings_.get(), engine_.get());
+    QCOMPARE(window_->currentConversation(), 0);
+    QVERIFY(window_->isShowingEmptyState());
+  }
+
+  void about_shows_the_version_backend_and_model() {
+    {
+      QTemporaryDir d;
+      app::ConversationStore store(d.filePath("s.sqlite"));
+      QVERIFY(store.open());
+      app::Settings settings(d.filePath("settings.ini"));
+      app::EngineThread engine;
+      MainWindow w(&store, &settings, &engine);
+      QVERIFY(w.aboutText().contains(QStringLiteral("Model: none loaded")));
+    }
+    openWindow(fixtureModel(), 8);
+    const QString text = window_->aboutText();
+    QVERIFY2(text.contains(QStringLiteral("ReSA Chat " RESA_VERSION)), qPrintable(text));
+    // The backend as the status bar names it: "CPU (n threads)", or the GPU's name.
+    const app::ModelInfo& info = window_->modelInfo();
+    QVERIFY(info.gpu || info.backend.startsWith(QStringLiteral("CPU")));
+    QVERIFY2(text.contains(QStringLiteral("Backend: ") +
+                           (info.gpu ? QStringLiteral("GPU: ") : QString()) + info.backend),
+             qPrintable(text));
+    QVERIFY2(text.contains(QStringLiteral("Model: llama-gqa")), qPrintable(text));
+    // Help > About opens it, without blocking, and Close closes it.
+    QMenu* help = nullptr;
+    for (QAction* a : window_->menuBar()->actions())
+      if (a->text() == QStringLiteral("&Help")) help = a->menu();
+    QVERIFY(help);
+    QAction* about = nullptr;
+    for (QAction* a : help->actions())
+      if (a->text() == QStringLiteral("About ReSA Chat")) about = a;
+    QVERIFY(about);
+    about->trigger();
+    QPointer<QMessageBox> box;
+    for (QWidget* w : QApplication::topLevelWidgets())
+      if (w->objectName() == QStringLiteral("AboutDialog") && w->isVisible())
+        box = qobject_cast<QMessageBox*>(w);
+    QVERIFY(box);
+    QCOMPARE(box->text(), text);
+    QTest::mouseClick(box->button(QMessageBox::Close), Qt::LeftButton);
+    QTRY_VERIFY(!box);  // closed and deleted
+  }
+
+  void first_run_opens_the_default_model_ready_to_chat() {
+    // Issue 6: empty settings in a temporary folder, no GPU. The default model is the committed
+    // one, named by RESA_DEMO_MODEL: the first place start() looks (the others are relative to
+    // the program, and a test binary is not where resa-chat is).
+    qputenv("RESA_DEMO_MODEL", fixtureModel().path.toUtf8());
+    const auto unset = qScopeGuard([] { qunsetenv("RESA_DEMO_MODEL"); });
+    dir_ = std::make_unique<QTemporaryDir>();
+    store_ = std::make_unique<app::ConversationStore>(dir_->filePath("chat.sqlite"));
+    QVERIFY(store_->open());
+    settings_ = std::make_unique<app::Settings>(dir_->filePath("settings.ini"));
+    QVERIFY(settings_->lastModelPath().isEmpty() && settings_->lastPreset().isEmpty());
+    engine_ = std::make_unique<app::EngineThread>();
+    window_ = std::make_unique<MainWindow>(store_.get(), settings_.get(), engine_.get());
+    window_->show();
+    QSignalSpy ready(window_.get(), &MainWindow::modelReady);
+    window_->start();
+    window_->composer()->setText(QStringLiteral("Hello"));
+    QVERIFY(!window_->composer()->sendButton()->isEnabled());  // not before the model is loaded
+    QVERIFY2(ready.wait(60000), qPrintable(window_->banner()->text()));
+    QVERIFY(window_->isModelLoaded());
+    QCOMPARE(window_->modelInfo().name, QStringLiteral("llama-gqa"));
+    // Without a GPU it runs on the CPU (a GPU host would pick its GPU here).
+    QVERIFY(window_->modelInfo().gpu ||
+            window_->modelInfo().backend.startsWith(QStringLiteral("CPU")));
+    QVERIFY(window_->composer()->sendButton()->isEnabled());
+    QCOMPARE(settings_->lastModelPath(), QDir(fixtureModel().path).canonicalPath());
+    // The empty state says how to open another model and how to attach a document.
+    QVERIFY(window_->isShowingEmptyState());
+    QVERIFY(window_->emptyState()->isVisible());
+    const QString how = window_->emptyState()->text();
+    QVERIFY2(how.contains(QStringLiteral("Model ready: llama-gqa")), qPrintable(how));
+    QVERIFY2(how.contains(QStringLiteral("To open another model: Model ▸ Open Model… (Ctrl+O)")),
+             qPrintable(how));
+    QVERIFY2(how.contains(QStringLiteral("Attach a document")) &&
+                 how.contains(QStringLiteral("File ▸ Attach Document…, Ctrl+D")) &&
+                 how.contains(QStringLiteral("drop it anywhere on the window")),
+             qPrintable(how));
+    // Ready to chat: Enter sends and an answer comes back.
+    QSignalSpy done(window_.get(), &MainWindow::answerFinished);
+    QTest::keyClick(window_->composer()->edit(), Qt::Key_Return);
+    QVERIFY(done.wait(60000));
+    QVERIFY(!window_->isShowingEmptyState());
   }
 
   void model_folder_validation_names_what_is_missing() {

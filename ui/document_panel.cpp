@@ -118,6 +118,8 @@ void DocumentPanel::setDocuments(const QList<app::DocumentRecord>& docs, bool es
   if (any) showDocument(0);
 }
 
+QString DocumentPanel::documentLabel(int index) const { return picker_->itemText(index); }
+
 void DocumentPanel::showDocument(int index) {
   if (index < 0 || index >= docs_.size()) return;
   if (picker_->currentIndex() != index) picker_->setCurrentIndex(index);

@@ -39,6 +39,8 @@ class DocumentPanel : public QWidget {
   void clearHeat();
   void showDocument(int index);
   int documentCount() const { return int(docs_.size()); }
+  // What the list shows for a document: its name and token count ("≈" while estimated).
+  QString documentLabel(int index) const;
   int heatSpanCount() const { return int(heat_.size()); }
   QPlainTextEdit* viewer() const { return viewer_; }
 

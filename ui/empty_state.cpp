@@ -4,6 +4,7 @@
 #include <QLabel>
 #include <QPushButton>
 #include <QStyle>
+#include <QTextDocument>
 #include <QToolButton>
 #include <QVBoxLayout>
 
@@ -82,10 +83,11 @@ EmptyState::EmptyState(QWidget* parent) : QWidget(parent) {
   auto* s2l = new QVBoxLayout(s2);
   s2l->setContentsMargins(0, 0, 0, 0);
   auto* s2t = new QLabel(tr("<b>Attach a document</b> — .txt, .md, source code or PDF — with the "
-                            "paper clip, or drop it anywhere on the window. Its token count "
-                            "shows next to it."),
+                            "paper clip (File ▸ Attach Document…, Ctrl+D), or drop it anywhere "
+                            "on the window. Its token count shows next to it."),
                          s2);
   s2t->setWordWrap(true);
+  attachStep_ = s2t;
   auto* attach = new QPushButton(icon(QStringLiteral("attach")), tr("Attach document…"), s2);
   s2l->addWidget(s2t);
   auto* s2b = new QHBoxLayout;
@@ -101,6 +103,7 @@ EmptyState::EmptyState(QWidget* parent) : QWidget(parent) {
                            "three modes."),
                         column);
   s3->setWordWrap(true);
+  askStep_ = s3;
   step(QStringLiteral("3"), s3);
 
   auto* h = new QHBoxLayout;
@@ -118,8 +121,8 @@ EmptyState::EmptyState(QWidget* parent) : QWidget(parent) {
 
 void EmptyState::setModelState(bool loaded, const QString& description) {
   if (loaded) {
-    modelStep_->setText(tr("<b>Model ready:</b> %1. Open another folder any time from the "
-                           "Model menu.")
+    modelStep_->setText(tr("<b>Model ready:</b> %1. To open another model: Model ▸ Open "
+                           "Model… (Ctrl+O), a Hugging Face model folder.")
                             .arg(description.toHtmlEscaped()));
     openModel_->setObjectName(QString());
     demo_->hide();
@@ -134,6 +137,16 @@ void EmptyState::setModelState(bool loaded, const QString& description) {
   }
   openModel_->style()->unpolish(openModel_);
   openModel_->style()->polish(openModel_);
+}
+
+QString EmptyState::text() const {
+  QStringList steps;
+  for (const QLabel* l : {modelStep_, attachStep_, askStep_}) {
+    QTextDocument d;
+    d.setHtml(l->text());
+    steps << d.toPlainText();
+  }
+  return steps.join(QLatin1Char('\n'));
 }
 
 Banner::Banner(QWidget* parent) : QFrame(parent) {

@@ -15,6 +15,8 @@ class EmptyState : public QWidget {
  public:
   explicit EmptyState(QWidget* parent = nullptr);
   void setModelState(bool loaded, const QString& description);
+  // The steps as plain text (tests, accessibility).
+  QString text() const;
 
  signals:
   void openModelRequested();
@@ -23,6 +25,8 @@ class EmptyState : public QWidget {
 
  private:
   QLabel* modelStep_;
+  QLabel* attachStep_;
+  QLabel* askStep_;
   QPushButton* openModel_;
   QPushButton* demo_;
 };

@@ -14,6 +14,7 @@
 #include <QKeyEvent>
 #include <QLabel>
 #include <QMenuBar>
+#include <QMessageBox>
 #include <QMimeData>
 #include <QProgressBar>
 #include <QScrollArea>
@@ -34,6 +35,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "app/lib/default_model.h"
 #include "ui/chat_view.h"
 #include "ui/compare_view.h"
 #include "ui/composer.h"
@@ -50,6 +52,25 @@ namespace resa::ui {
 
 namespace {
 const DecodeMode kModes[] = {DecodeMode::kDense, DecodeMode::kSparse, DecodeMode::kResa};
+constexpr int kLiveUpdateMs = 100;  // live statistics: 10 updates a second
+
+// Files that are not text, by suffix, so that attaching one says what it is and what to do.
+QString notTextKind(const QString& suffix) {
+  const QString x = suffix.toLower();
+  const auto in = [&x](std::initializer_list<const char*> list) {
+    return std::any_of(list.begin(), list.end(),
+                       [&x](const char* s) { return x == QLatin1String(s); });
+  };
+  if (in({"png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff", "heic", "ico"}))
+    return QObject::tr("an image");
+  if (in({"doc", "docx", "odt", "rtf", "pages", "xls", "xlsx", "ods", "ppt", "pptx", "odp"}))
+    return QObject::tr("an office document (export it as PDF or plain text first)");
+  if (in({"zip", "gz", "tgz", "bz2", "xz", "zst", "7z", "rar", "tar"}))
+    return QObject::tr("an archive (unpack it first)");
+  if (in({"mp3", "wav", "flac", "ogg", "m4a", "mp4", "mkv", "mov", "avi", "webm"}))
+    return QObject::tr("audio or video");
+  return {};
+}
 
 QString titleFrom(const QString& text) {
   QString t = text.simplified();
@@ -57,19 +78,6 @@ QString titleFrom(const QString& text) {
   return t.isEmpty() ? QObject::tr("New chat") : t;
 }
 
-// Where a packaged or source-tree demo model may be (issue 3 item 2: the bundled demo model,
-// until it exists the small committed one).
-QStringList demoModelCandidates() {
-  QStringList out;
-  const QString env = qEnvironmentVariable("RESA_DEMO_MODEL");
-  if (!env.isEmpty()) out << env;
-  const QString appDir = QCoreApplication::applicationDirPath();
-  out << appDir + QStringLiteral("/../share/resa-chat/models/default")
-      << appDir + QStringLiteral("/../share/resa-chat/models/demo")
-      << appDir + QStringLiteral("/../../resources/models/demo")
-      << appDir + QStringLiteral("/../../tests/fixtures/models/llama-gqa");
-  return out;
-}
 }  // namespace
 
 MainWindow::MainWindow(app::ConversationStore* store, app::Settings* settings,
@@ -84,6 +92,9 @@ MainWindow::MainWindow(app::ConversationStore* store, app::Settings* settings,
   resize(1360, 860);
   if (!store_->warning().isEmpty()) banner_->showMessage(store_->warning(), true);
   setBusy(false);
+  // Back where the user left off (issue 6): the conversation open when the app last ran.
+  if (const qint64 last = settings_->lastConversation(); last && store_->conversation(last))
+    openConversation(last);
   updateCenter();
   updateStatus();
 }
@@ -165,6 +176,10 @@ void MainWindow::buildActions() {
   view->addAction(panelAction_);
   view->addAction(heatAction_);
   view->addAction(compareAction_);
+  auto* help = menuBar()->addMenu(tr("&Help"));
+  aboutAction_ = help->addAction(tr("About ReSA Chat"));
+  aboutAction_->setMenuRole(QAction::AboutRole);
+  connect(aboutAction_, &QAction::triggered, this, [this] { showAbout(); });
 
   auto* tb = addToolBar(tr("Main"));
   tb->setObjectName(QStringLiteral("MainToolBar"));
@@ -293,6 +308,9 @@ void MainWindow::buildLayout() {
   sb->addWidget(flashLabel_, 1);
   flashTimer_.setSingleShot(true);
   connect(&flashTimer_, &QTimer::timeout, flashLabel_, &QLabel::clear);
+  liveTimer_.setSingleShot(true);
+  liveTimer_.setInterval(kLiveUpdateMs);
+  connect(&liveTimer_, &QTimer::timeout, this, &MainWindow::applyLiveStats);
   sb->addPermanentWidget(ctxLabel_);
   sb->addPermanentWidget(ctxGauge_);
   sb->addPermanentWidget(memLabel_);
@@ -307,6 +325,7 @@ void MainWindow::buildLayout() {
   connect(composer_, &Composer::sendRequested, this, &MainWindow::sendMessage);
   connect(composer_, &Composer::stopRequested, this, &MainWindow::stopGenerating);
   connect(composer_, &Composer::attachRequested, this, &MainWindow::chooseDocuments);
+  composer_->edit()->viewport()->installEventFilter(this);  // files dropped on the text field
   connect(composer_, &Composer::editCancelled, this, [this] { editingId_ = 0; });
   connect(composer_, &Composer::removeAttachmentRequested, this, [this](int i) {
     const auto docs = store_->documents(conversationId_);
@@ -446,7 +465,7 @@ void MainWindow::start() {
     loadModel(s);
     return;
   }
-  for (const QString& dir : demoModelCandidates()) {
+  for (const QString& dir : app::defaultModelCandidates()) {
     if (validateModelFolder(dir).isEmpty()) {
       app::ModelSource s;
       s.path = QFileInfo(dir).canonicalFilePath();
@@ -473,6 +492,7 @@ void MainWindow::onModelLoading(const QString& what, double fraction) {
 
 void MainWindow::onModelLoaded(const app::ModelInfo& info) {
   modelInfo_ = info;
+  chat_->setAnswersStartInThinking(info.answerStartsInThinking);
   modelLoaded_ = true;
   modelLoading_ = false;
   loadLabel_->hide();
@@ -527,6 +547,7 @@ void MainWindow::onEngineFailed(const QString& message) {
 void MainWindow::newConversation() {
   if (isGenerating()) return;
   conversationId_ = 0;
+  settings_->setLastConversation(0);
   editingId_ = 0;
   selectedAnswer_ = 0;
   composer_->setEditing(false);
@@ -544,6 +565,7 @@ void MainWindow::openConversation(qint64 id) {
     return;
   }
   conversationId_ = id;
+  settings_->setLastConversation(id);
   editingId_ = 0;
   composer_->setEditing(false);
   sidebar_->setCurrent(id);
@@ -557,6 +579,7 @@ void MainWindow::openConversation(qint64 id) {
 void MainWindow::ensureConversation(const QString& titleHint) {
   if (conversationId_ != 0) return;
   conversationId_ = store_->createConversation(titleFrom(titleHint));
+  settings_->setLastConversation(conversationId_);
   sidebar_->reload();
   sidebar_->setCurrent(conversationId_);
 }
@@ -596,6 +619,10 @@ void MainWindow::requestTokenCounts(const QList<app::DocumentRecord>& docs) {
   }
 }
 
+OverflowDialog* MainWindow::overflowDialog() const { return overflowDialog_; }
+
+bool MainWindow::isShowingEmptyState() const { return center_->currentWidget() == empty_; }
+
 void MainWindow::updateCenter() {
   const bool empty = conversationId_ == 0 && chat_->messages().isEmpty();
   center_->setCurrentWidget(empty ? static_cast<QWidget*>(empty_) : chat_);
@@ -626,17 +653,34 @@ QString MainWindow::readDocument(const QString& path, QString* error) {
     *error = tr("%1 is not a file.").arg(path);
     return {};
   }
+  if (const QString kind = notTextKind(fi.suffix()); !kind.isEmpty()) {
+    *error = tr("%1 is %2: ReSA Chat reads text (.txt, .md, source code) and PDF documents.")
+                 .arg(fi.fileName(), kind);
+    return {};
+  }
   if (fi.suffix().compare(QLatin1String("pdf"), Qt::CaseInsensitive) == 0) {
 #ifdef RESA_HAVE_QTPDF
     QPdfDocument pdf;
     const auto status = pdf.load(path);
     if (status != QPdfDocument::Error::None) {
-      *error = tr("Cannot read the PDF %1 (%2). If it is password-protected, save an "
-                  "unprotected copy.")
-                   .arg(fi.fileName())
-                   .arg(status == QPdfDocument::Error::IncorrectPassword
-                            ? tr("it is password-protected")
-                            : tr("error %1").arg(int(status)));
+      QString why;
+      switch (status) {
+        case QPdfDocument::Error::IncorrectPassword:
+          why = tr("it is password-protected; save an unprotected copy and attach that");
+          break;
+        case QPdfDocument::Error::UnsupportedSecurityScheme:
+          why = tr("its encryption is not supported; save an unprotected copy and attach that");
+          break;
+        case QPdfDocument::Error::InvalidFileFormat:
+          why = tr("it is damaged or not a PDF file");
+          break;
+        case QPdfDocument::Error::FileNotFound:
+          why = tr("it cannot be opened");
+          break;
+        default:
+          why = tr("the PDF reader failed (error %1)").arg(int(status));
+      }
+      *error = tr("Cannot read the PDF %1: %2.").arg(fi.fileName(), why);
       return {};
     }
     QStringList pages;
@@ -673,6 +717,20 @@ QString MainWindow::readDocument(const QString& path, QString* error) {
   return text;
 }
 
+int MainWindow::attachFiles(const QStringList& paths) {
+  int attached = 0;
+  QStringList errors;
+  for (const QString& path : paths) {
+    QString error;
+    if (attachFile(path, &error))
+      ++attached;
+    else
+      errors << error;
+  }
+  if (errors.size() > 1) showError(errors.join(QLatin1Char('\n')));  // each named, not the last
+  return attached;
+}
+
 bool MainWindow::attachFile(const QString& path, QString* errorOut) {
   QString error;
   const QString text = readDocument(path, &error);
@@ -685,7 +743,9 @@ bool MainWindow::attachFile(const QString& path, QString* errorOut) {
   const QString name = QFileInfo(path).fileName();
   ensureConversation(name);
   if (!store_->addDocument(conversationId_, name, text, estimateTokens(text))) {
-    showError(tr("Could not store %1: %2").arg(name, store_->lastError()));
+    error = tr("Could not store %1: %2").arg(name, store_->lastError());
+    showError(error);
+    if (errorOut) *errorOut = error;
     return false;
   }
   reloadDocuments();
@@ -706,23 +766,46 @@ void MainWindow::chooseDocuments() {
       tr("Documents (*.txt *.md *.markdown *.rst *.pdf *.c *.cc *.cpp *.h *.hpp *.py *.js *.ts "
          "*.java *.go *.rs *.json *.yaml *.yml *.toml *.csv *.html *.xml *.tex *.sh);;All files "
          "(*)"));
-  for (const QString& f : files) attachFile(f);
+  attachFiles(files);
 }
 
+bool MainWindow::acceptsDrop(const QMimeData* mime) const {
+  if (!mime || !mime->hasUrls()) return false;
+  for (const QUrl& u : mime->urls())
+    if (u.isLocalFile()) return true;
+  return false;
+}
+
+// Every dropped file is taken, so that one we cannot read is refused with a message rather than
+// with a forbidden cursor that does not say why.
 void MainWindow::dragEnterEvent(QDragEnterEvent* e) {
-  if (e->mimeData()->hasUrls()) {
-    for (const QUrl& u : e->mimeData()->urls())
-      if (u.isLocalFile()) {
-        e->acceptProposedAction();
-        return;
-      }
-  }
+  if (acceptsDrop(e->mimeData())) e->acceptProposedAction();
 }
 
 void MainWindow::dropEvent(QDropEvent* e) {
+  if (!acceptsDrop(e->mimeData())) return;
+  QStringList paths;
   for (const QUrl& u : e->mimeData()->urls())
-    if (u.isLocalFile()) attachFile(u.toLocalFile());
+    if (u.isLocalFile()) paths << u.toLocalFile();
   e->acceptProposedAction();
+  attachFiles(paths);
+}
+
+bool MainWindow::eventFilter(QObject* watched, QEvent* e) {
+  // Files dropped on the message field are attached, as anywhere else on the window (the field
+  // would insert their paths as text).
+  const auto type = e->type();
+  if (type == QEvent::DragEnter || type == QEvent::DragMove || type == QEvent::Drop) {
+    auto* d = static_cast<QDropEvent*>(e);
+    if (acceptsDrop(d->mimeData())) {
+      if (type == QEvent::Drop)
+        dropEvent(d);
+      else
+        d->acceptProposedAction();
+      return true;
+    }
+  }
+  return QMainWindow::eventFilter(watched, e);
 }
 
 // --- generation --------------------------------------------------------------------------------
@@ -763,8 +846,11 @@ void MainWindow::sendMessage(const QString& text) {
     return;
   }
   ensureConversation(text);
+  Pending undo;
   if (editingId_ != 0) {
     // Edit-and-resend: the edited message and everything after it are replaced.
+    for (const app::MessageRecord& m : store_->messages(conversationId_, /*allVersions=*/true))
+      if (m.id >= editingId_) undo.replacedMessages.append(m);
     store_->deleteMessagesFrom(editingId_);
     chat_->removeFrom(editingId_);
     editingId_ = 0;
@@ -778,11 +864,12 @@ void MainWindow::sendMessage(const QString& text) {
   }
   chat_->addMessage(*store_->message(userId));
   composer_->clear();
-  startAnswer(userId, text, before);
+  undo.newUserId = userId;
+  startAnswer(userId, text, before, std::move(undo));
 }
 
 void MainWindow::startAnswer(qint64 userId, const QString& userText,
-                             const QList<MessageWidget*>& before) {
+                             const QList<MessageWidget*>& before, Pending undo) {
   const app::GenerationSettings g = currentGeneration();
   lastRequestMode_ = g.mode;
   const qint64 answerId = store_->beginAnswer(conversationId_, userId, app::modeToString(g.mode));
@@ -790,7 +877,7 @@ void MainWindow::startAnswer(qint64 userId, const QString& userText,
   r.requestId = engine_->nextRequestId();
   r.conversationId = conversationId_;
   for (const auto& d : store_->documents(conversationId_)) r.documents.append({d.name, d.text});
-  Pending p;
+  Pending p = std::move(undo);
   for (MessageWidget* m : before) {
     if (m->record().complete || !m->text().isEmpty()) {
       r.history.append({m->role(), m->text()});
@@ -841,7 +928,9 @@ void MainWindow::regenerate(qint64 answerId) {
     before.append(m);
   }
   chat_->removeFrom(answerId);  // the earlier answer stays in the store as a version
-  startAnswer(userId, user->text(), before);
+  Pending undo;
+  undo.replacedAnswerId = answerId;
+  startAnswer(userId, user->text(), before, std::move(undo));
 }
 
 void MainWindow::editMessage(qint64 userMessageId) {
@@ -890,6 +979,22 @@ void MainWindow::onToken(qint64 id, const QString& text) {
 
 void MainWindow::onStepStats(qint64 id, const app::LiveStats& s) {
   if (id != activeRequest_) return;
+  if (pendingLive_) {
+    QList<app::StepSample> steps = std::move(pendingLive_->steps);
+    steps += s.steps;
+    *pendingLive_ = s;
+    pendingLive_->steps = std::move(steps);
+  } else {
+    pendingLive_ = s;
+  }
+  if (!liveTimer_.isActive()) liveTimer_.start();
+}
+
+void MainWindow::applyLiveStats() {
+  liveTimer_.stop();
+  if (!pendingLive_) return;
+  const app::LiveStats s = std::move(*pendingLive_);
+  pendingLive_.reset();
   stats_->updateLive(s);
   if (s.ctxLimit > 0) {
     ctxUsed_ = s.ctxTokens;
@@ -908,18 +1013,21 @@ void MainWindow::onOverflow(const app::ContextOverflow& o) {
   if (o.requestId != activeRequest_ || !pending_.contains(o.requestId)) return;
   Pending p = pending_.take(o.requestId);
   activeRequest_ = 0;
-  OverflowDialog dlg(o, this);
-  dlg.exec();
-  const auto policy = dlg.policy();
+  pendingLive_.reset();
+  liveTimer_.stop();
+  // Asked without blocking: a nested event loop (exec()) would run the engine's signals inside
+  // this handler.
+  auto* dialog = new OverflowDialog(o, this);
+  dialog->setAttribute(Qt::WA_DeleteOnClose);
+  overflowDialog_ = dialog;
+  connect(dialog, &QDialog::finished, this,
+          [this, dialog, p] { answerOverflow(p, dialog->policy()); });
+  dialog->open();
+}
+
+void MainWindow::answerOverflow(Pending p, std::optional<app::OverflowPolicy> policy) {
   if (!policy) {
-    // Nothing was generated: remove the empty answer, keep the question for editing.
-    if (recorder_) recorder_.reset();
-    store_->deleteMessagesFrom(p.answerId);
-    chat_->removeFrom(p.answerId);
-    streaming_ = nullptr;
-    setBusy(false);
-    stats_->finishAnswer({});
-    flash(tr("Not sent: the conversation does not fit the context."), 5000);
+    undoSend(p);
     return;
   }
   p.request.requestId = engine_->nextRequestId();
@@ -930,32 +1038,79 @@ void MainWindow::onOverflow(const app::ContextOverflow& o) {
   engine_->generate(p.request);
 }
 
+void MainWindow::undoSend(const Pending& p) {
+  // Nothing was generated and nothing is lost: the conversation is as it was before the send and
+  // the message is back in the composer.
+  recorder_.reset();
+  streaming_ = nullptr;
+  store_->deleteMessagesFrom(p.newUserId ? p.newUserId : p.answerId);
+  if (p.replacedAnswerId) store_->setCurrentVersion(p.replacedAnswerId);
+  // An Edit-and-resend deleted the edited message and its answers: written back, versions too.
+  QHash<qint64, qint64> newIds;
+  QList<qint64> current;
+  for (const app::MessageRecord& m : p.replacedMessages) {
+    qint64 id = 0;
+    if (m.role == QLatin1String("assistant") && m.parentId) {
+      id = store_->beginAnswer(conversationId_, newIds.value(m.parentId, m.parentId), m.mode);
+      if (id) store_->finishAnswer(id, m.text, m.mode, m.stats);
+      if (id && m.current) current.append(id);
+    } else {
+      id = store_->addMessage(conversationId_, m.role, m.text, m.mode, m.stats);
+    }
+    newIds.insert(m.id, id);
+  }
+  for (qint64 id : current) store_->setCurrentVersion(id);
+  reloadMessages();
+  if (p.newUserId) composer_->setText(p.request.userText);  // not for a Regenerate
+  if (!p.replacedMessages.isEmpty()) {
+    editingId_ = newIds.value(p.replacedMessages.first().id);
+    composer_->setEditing(editingId_ != 0);
+  }
+  setBusy(false);
+  stats_->finishAnswer({});
+  if (MessageWidget* last = chat_->lastMessage(QStringLiteral("assistant")))
+    selectAnswer(last->messageId());
+  sidebar_->reload();
+  updateCenter();
+  composer_->edit()->setFocus();
+  flash(p.newUserId ? tr("Not sent: the conversation does not fit the context. Your message "
+                         "is back in the box.")
+                    : tr("Not regenerated: the conversation does not fit the context."),
+        6000);
+}
+
 void MainWindow::onFinished(qint64 id, const QString& text, const app::AnswerStats& stats) {
   if (id != activeRequest_) return;
   const Pending p = pending_.value(id);
   activeRequest_ = 0;
+  pendingLive_.reset();  // finishAnswer() takes every step from the final statistics
+  liveTimer_.stop();
   const QJsonObject json = stats.toJson();
   if (recorder_) {
     recorder_->finish(text, stats.mode, json);
     recorder_.reset();
   }
-  if (streaming_) {
-    streaming_->setFinished(text, stats.mode, json);
-    if (auto rec = store_->message(p.answerId)) streaming_->setRecord(*rec);
-  }
+  if (streaming_) streaming_->setFinished(text, stats.mode, json);
   streaming_ = nullptr;
   stats_->finishAnswer(stats);
   ctxUsed_ = stats.contextTokens + stats.generatedTokens;
   if (stats.ctxLimit > 0) modelInfo_.ctxLimit = stats.ctxLimit;
   if (stats.memoryBytes > 0)
     memLabel_->setText(tr("Memory %1").arg(formatBytes(double(stats.memoryBytes))));
-  setBusy(false);
-  sidebar_->reload();
-  selectedAnswer_ = p.answerId;
-  chat_->setSelectedMessage(p.answerId);
-  if (heatAction_->isChecked()) applyHeatFor(p.answerId);
-  updateStatus();
-  emit answerFinished(p.answerId);
+  // The rest in the next pass of the event loop: it restyles and repaints much of the window, and
+  // with the re-render above it would hold the loop past 50 ms (issue 3). The widget's record
+  // has had its version numbers since startAnswer(), so it is not re-read (and re-rendered).
+  QTimer::singleShot(0, this, [this, answerId = p.answerId] {
+    setBusy(isGenerating());
+    sidebar_->reload();
+    if (!isGenerating()) {
+      selectedAnswer_ = answerId;
+      chat_->setSelectedMessage(answerId);
+      if (heatAction_->isChecked()) applyHeatFor(answerId);
+    }
+    updateStatus();
+    emit answerFinished(answerId);
+  });
 }
 
 void MainWindow::onError(qint64 id, const QString& message) {
@@ -968,6 +1123,7 @@ void MainWindow::onError(qint64 id, const QString& message) {
   if (id != activeRequest_) return;
   const Pending p = pending_.take(id);
   activeRequest_ = 0;
+  applyLiveStats();
   if (recorder_) {
     const QString partial = recorder_->text();
     recorder_->finish(partial, app::modeToString(p.request.settings.mode), {});
@@ -1126,6 +1282,32 @@ void MainWindow::openSettings() {
       loadModel(s);
     });
   }
+}
+
+// --- about ---------------------------------------------------------------------------------------
+
+QString MainWindow::aboutText() const {
+  QString backend = tr("none (no model loaded)"), model = tr("none loaded");
+  if (modelLoaded_) {
+    backend = modelInfo_.gpu ? tr("GPU: %1").arg(modelInfo_.backend) : modelInfo_.backend;
+    model = modelInfo_.name;
+  }
+  return tr("<h3>ReSA Chat %1</h3>"
+            "<p>Chat with a local LLM about long documents, in dense, sparse or ReSA decoding "
+            "(Rectified Sparse Attention, arXiv 2506.04108).</p>"
+            "<p>Backend: %2<br>Model: %3</p>")
+      .arg(QStringLiteral(RESA_VERSION), backend.toHtmlEscaped(), model.toHtmlEscaped());
+}
+
+QMessageBox* MainWindow::showAbout() {
+  auto* box = new QMessageBox(QMessageBox::NoIcon, tr("About ReSA Chat"), aboutText(),
+                              QMessageBox::Close, this);
+  box->setObjectName(QStringLiteral("AboutDialog"));
+  box->setIconPixmap(icon(QStringLiteral("app")).pixmap(64, 64));
+  box->setTextFormat(Qt::RichText);
+  box->setAttribute(Qt::WA_DeleteOnClose);
+  box->open();
+  return box;
 }
 
 // --- status ------------------------------------------------------------------------------------

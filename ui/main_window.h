@@ -11,6 +11,7 @@
 #include <QTimer>
 
 #include <memory>
+#include <optional>
 
 #include "app/lib/app_types.h"
 #include "app/lib/conversation_store.h"
@@ -20,6 +21,8 @@
 class QAction;
 class QActionGroup;
 class QLabel;
+class QMessageBox;
+class QMimeData;
 class QProgressBar;
 class QStackedWidget;
 class QTabWidget;
@@ -35,6 +38,7 @@ class ConversationList;
 class DocumentPanel;
 class EmptyState;
 class MessageWidget;
+class OverflowDialog;
 class SettingsDialog;
 class StatsPanel;
 
@@ -45,7 +49,8 @@ class MainWindow : public QMainWindow {
              QWidget* parent = nullptr);
   ~MainWindow() override;
 
-  // Loads the last model, else the bundled demo model, else shows the first-run state.
+  // Loads the last model, else the bundled demo model, else shows the first-run state. (The
+  // last open conversation is already open: the constructor restores it.)
   void start();
   void loadModel(const app::ModelSource& source);
   // Returns an error message, or "" when `dir` looks like a model folder we can load.
@@ -58,13 +63,20 @@ class MainWindow : public QMainWindow {
   void stopGenerating();
   void regenerate(qint64 answerId);
   void editMessage(qint64 userMessageId);
+  // What the Attach button and a drop on the window do with the chosen files: each is read and
+  // attached to the conversation, or refused with a message in the window naming it.
   bool attachFile(const QString& path, QString* error = nullptr);
+  int attachFiles(const QStringList& paths);  // how many were attached
   void setMode(DecodeMode mode);
   void setHeatMapVisible(bool on);
   void selectAnswer(qint64 answerId);
   CompareView* showCompare();
   SettingsDialog* settingsDialog();  // built on demand, not shown
   void openSettings();
+  // Help ▸ About: the version, the backend in use and the loaded model. Shown without blocking;
+  // the dialog deletes itself when closed.
+  QString aboutText() const;
+  QMessageBox* showAbout();
 
   // State, for tests.
   bool isGenerating() const { return activeRequest_ != 0; }
@@ -76,6 +88,10 @@ class MainWindow : public QMainWindow {
   Composer* composer() const { return composer_; }
   StatsPanel* statsPanel() const { return stats_; }
   DocumentPanel* documentPanel() const { return documents_; }
+  EmptyState* emptyState() const { return empty_; }
+  bool isShowingEmptyState() const;
+  // The context-overflow question while it is open (it does not block), else null.
+  OverflowDialog* overflowDialog() const;
   ConversationList* conversationList() const { return sidebar_; }
   Banner* banner() const { return banner_; }
   QAction* modeAction(DecodeMode mode) const;
@@ -94,6 +110,7 @@ class MainWindow : public QMainWindow {
   void closeEvent(QCloseEvent* e) override;
   void dragEnterEvent(QDragEnterEvent* e) override;
   void dropEvent(QDropEvent* e) override;
+  bool eventFilter(QObject* watched, QEvent* e) override;
   void keyPressEvent(QKeyEvent* e) override;
 
  private:
@@ -101,6 +118,11 @@ class MainWindow : public QMainWindow {
     app::GenerateRequest request;
     QList<qint64> messageIds;  // history + the user message, as the heat spans index them
     qint64 answerId = 0;
+    // What a cancelled overflow question puts back: the user message this send added (0 for
+    // Regenerate), the answer a Regenerate replaced, the messages an Edit-and-resend replaced.
+    qint64 newUserId = 0;
+    qint64 replacedAnswerId = 0;
+    QList<app::MessageRecord> replacedMessages;
   };
 
   void buildActions();
@@ -110,7 +132,11 @@ class MainWindow : public QMainWindow {
   void reloadDocuments();
   void requestTokenCounts(const QList<app::DocumentRecord>& docs);
   void reloadMessages();
-  void startAnswer(qint64 userId, const QString& userText, const QList<MessageWidget*>& before);
+  void startAnswer(qint64 userId, const QString& userText, const QList<MessageWidget*>& before,
+                   Pending undo);
+  void answerOverflow(Pending p, std::optional<app::OverflowPolicy> policy);
+  void undoSend(const Pending& p);
+  bool acceptsDrop(const QMimeData* mime) const;
   void setBusy(bool busy);
   void updateCenter();
   void updateStatus();
@@ -131,6 +157,7 @@ class MainWindow : public QMainWindow {
   void onPrefill(qint64 id, int done, int total);
   void onToken(qint64 id, const QString& text);
   void onStepStats(qint64 id, const app::LiveStats& s);
+  void applyLiveStats();
   void onRectification(qint64 id, const app::RectificationInfo& r);
   void onOverflow(const app::ContextOverflow& o);
   void onFinished(qint64 id, const QString& text, const app::AnswerStats& stats);
@@ -151,6 +178,7 @@ class MainWindow : public QMainWindow {
   DocumentPanel* documents_ = nullptr;
   QPointer<CompareView> compare_;
   QPointer<SettingsDialog> settingsDialog_;
+  QPointer<OverflowDialog> overflowDialog_;
 
   QAction* openModelAction_ = nullptr;
   QAction* tinyAction_ = nullptr;
@@ -159,6 +187,7 @@ class MainWindow : public QMainWindow {
   QAction* compareAction_ = nullptr;
   QAction* settingsAction_ = nullptr;
   QAction* panelAction_ = nullptr;
+  QAction* aboutAction_ = nullptr;
   QActionGroup* modeGroup_ = nullptr;
   QHash<int, QAction*> modeActions_;
 
@@ -171,6 +200,11 @@ class MainWindow : public QMainWindow {
   QLabel* memLabel_ = nullptr;
   QLabel* flashLabel_ = nullptr;
   QTimer flashTimer_;
+  // Live statistics arrive with every token chunk; the panel, its charts and the status bar take
+  // them at most every kLiveUpdateMs, all at once: each update repaints them, and repainting
+  // them 30 times a second kept the event loop from answering within 50 ms (issue 3).
+  QTimer liveTimer_;
+  std::optional<app::LiveStats> pendingLive_;  // the latest, with every step since the last
 
   // Attachments counted by the loaded model's tokenizer (the rest show an estimate, "≈").
   QSet<qint64> countedDocs_;

@@ -60,6 +60,8 @@ OverflowDialog::OverflowDialog(const app::ContextOverflow& o, QWidget* parent) :
   }
   auto* buttons = new QDialogButtonBox(QDialogButtonBox::Ok | QDialogButtonBox::Cancel, this);
   buttons->button(QDialogButtonBox::Ok)->setText(tr("Continue"));
+  buttons->button(QDialogButtonBox::Cancel)
+      ->setToolTip(tr("Send nothing: your message goes back into the message box"));
   buttons->button(QDialogButtonBox::Ok)
       ->setEnabled(o.fitsByDroppingTurns || o.fitsWithDocumentPinned);
   connect(buttons, &QDialogButtonBox::accepted, this, &QDialog::accept);

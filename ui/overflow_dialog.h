@@ -19,6 +19,9 @@ class OverflowDialog : public QDialog {
   explicit OverflowDialog(const app::ContextOverflow& o, QWidget* parent = nullptr);
   // The choice, or nullopt for Cancel.
   std::optional<app::OverflowPolicy> policy() const;
+  // The choices: drop the oldest turns keeping the documents, or dropping them too if needed.
+  QRadioButton* keepDocumentButton() const { return pinned_; }
+  QRadioButton* dropDocumentButton() const { return dropAll_; }
 
  private:
   QRadioButton* pinned_;

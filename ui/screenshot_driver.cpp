@@ -42,6 +42,9 @@ generates, later tokens attend to those entries, and the output drifts away from
 attention would have written. Over a few hundred tokens the drift becomes visible: answers
 repeat themselves or lose track of the question.
 
+## Practical matters
+The reading group meets in the room behind the red door. The code of the red door is 5093.
+
 ## Rectification
 ReSA bounds the drift. Every f generated tokens (f = 32 by default) it runs one dense forward pass
 over those f tokens, in parallel like a small prefill, and overwrites their keys and values in
@@ -111,15 +114,16 @@ int runScreenshots(MainWindow& w, const ScreenshotOptions& o) {
   // Mid-answer: grab while tokens are still arriving.
   bool grabbed = false, finished = false;
   QObject::connect(&w, &MainWindow::answerFinished, &w, [&] { finished = true; });
-  const QString question =
-      QStringLiteral("What does rectification fix, and how often does it run?");
+  // The bundled demo model finds facts in a document (tools/train/README.md): ask for one, so
+  // the heat map shows which passage the answer read.
+  const QString question = QStringLiteral("What is the code of the red door?");
   w.composer()->setText(question);
   w.sendMessage(question);
   waitUntil(
       [&] {
         if (finished) return true;
         MessageWidget* m = w.chatView()->lastMessage(QStringLiteral("assistant"));
-        if (!grabbed && m && m->text().size() > 160) {
+        if (!grabbed && m && m->text().size() > 12) {
           grabbed = save(&w, o.outDir + QStringLiteral("/main-window.png"));
           return true;
         }

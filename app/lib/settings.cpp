@@ -1,8 +1,14 @@
 #include "app/lib/settings.h"
 
 #include <QStandardPaths>
+#include <QThread>
 
+#include <algorithm>
 #include <cmath>
+
+#ifdef __linux__
+#include <sched.h>
+#endif
 
 namespace resa::app {
 
@@ -43,6 +49,13 @@ QString Settings::lastModelPath() const { return s_->value("model/path").toStrin
 void Settings::setLastModelPath(const QString& path) { put("model/path", path); }
 QString Settings::lastPreset() const { return s_->value("model/preset").toString(); }
 void Settings::setLastPreset(const QString& preset) { put("model/preset", preset); }
+
+qint64 Settings::lastConversation() const {
+  bool ok = false;
+  const qint64 id = s_->value("session/last_conversation").toLongLong(&ok);
+  return ok && id > 0 ? id : 0;
+}
+void Settings::setLastConversation(qint64 id) { put("session/last_conversation", id); }
 
 resa::DecodeMode Settings::mode() const {
   return modeFromString(s_->value("generation/mode").toString()).value_or(defaultGeneration().mode);
@@ -107,7 +120,19 @@ void Settings::setSystemPrompt(const QString& text) { put("generation/system_pro
 
 int Settings::contextLimit() const { return intIn(*s_, "model/context_limit", 0, 0, 1 << 24); }
 void Settings::setContextLimit(int tokens) { put("model/context_limit", tokens); }
-int Settings::threads() const { return intIn(*s_, "model/threads", 0, 0, 4096); }
+int Settings::threads() const { return intIn(*s_, "model/threads", defaultThreads(), 0, 4096); }
+
+int Settings::defaultThreads() {
+  int cpus = QThread::idealThreadCount();
+#ifdef __linux__
+  cpu_set_t set;  // the CPUs this process may run on (a container's share, not the host's)
+  if (sched_getaffinity(0, sizeof set, &set) == 0) cpus = CPU_COUNT(&set);
+#endif
+  // From 4 CPUs on, one is left to the GUI thread (the event loop must answer within 50 ms);
+  // on 2 or 3 the engine takes them all: halving decode speed costs more than it saves (with
+  // OpenMP waiting passively the GUI still gets a CPU between steps).
+  return cpus >= 4 ? cpus - 1 : std::max(1, cpus);
+}
 void Settings::setThreads(int n) { put("model/threads", n); }
 
 QString Settings::snapshotDirectory() const {

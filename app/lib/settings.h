@@ -1,5 +1,5 @@
-// User settings kept with QSettings: the last model, the decoding mode, ReSA and sampling
-// parameters, answer length, context limit, threads, system prompt. Defaults are RESA.md's
+// User settings kept with QSettings: the last model and conversation, the decoding mode, ReSA and
+// sampling parameters, answer length, context limit, threads, system prompt. Defaults are RESA.md's
 // reference values; a stored value that is out of range reads as its default, so a damaged
 // settings file never reaches the engine. changed() fires after every setter that changes
 // something.
@@ -32,6 +32,9 @@ class Settings : public QObject {
   void setLastModelPath(const QString& path);
   QString lastPreset() const;  // a preset used instead of a folder, else ""
   void setLastPreset(const QString& preset);
+  // The conversation open when the app last ran (reopened on start), 0: none.
+  qint64 lastConversation() const;
+  void setLastConversation(qint64 id);
 
   resa::DecodeMode mode() const;
   void setMode(resa::DecodeMode mode);
@@ -46,8 +49,13 @@ class Settings : public QObject {
 
   int contextLimit() const;  // 0: the model's
   void setContextLimit(int tokens);
-  int threads() const;  // 0: all cores
+  // CPU threads of the engine; 0: all cores. Unset: defaultThreads().
+  int threads() const;
   void setThreads(int n);
+  // The usable cores, but one fewer from 4 cores on: there the GUI thread keeps a core while
+  // the engine's threads are busy (issue 3: the event loop answers within 50 ms while an answer
+  // streams); on 2 or 3 cores decoding speed matters more.
+  static int defaultThreads();
   // Where KV snapshots go: a cache (they can always be recomputed), by default
   // CacheLocation/kv-snapshots; "" turns them off.
   QString snapshotDirectory() const;

@@ -1,0 +1,373 @@
+// ctest-labels: gui
+// Documents in the desktop app (issue 3), driven like a user would on the offscreen platform with
+// the small committed model (tests/fixtures/models/llama-gqa): a PDF attached through the Attach
+// path is listed with the model's exact token count, a damaged one is refused by name; files
+// dropped on the window are attached and stored, an image is refused; a turn that would overflow
+// a small context asks what to drop instead of cutting silently, and Cancel loses nothing.
+#include <QApplication>
+#include <QDialogButtonBox>
+#include <QDragEnterEvent>
+#include <QDropEvent>
+#include <QFile>
+#include <QImage>
+#include <QMimeData>
+#include <QPainter>
+#include <QPdfWriter>
+#include <QPushButton>
+#include <QRadioButton>
+#include <QSignalSpy>
+#include <QTemporaryDir>
+#include <QTest>
+
+#include <algorithm>
+#include <memory>
+
+#include "app/lib/conversation_store.h"
+#include "app/lib/engine_worker.h"
+#include "app/lib/settings.h"
+#include "engine/tokenizer.h"
+#include "tests/support/test_support.h"
+#include "ui/chat_view.h"
+#include "ui/composer.h"
+#include "ui/document_panel.h"
+#include "ui/empty_state.h"
+#include "ui/main_window.h"
+#include "ui/overflow_dialog.h"
+#include "ui/theme.h"
+
+using namespace resa;
+using resa::ui::MainWindow;
+
+namespace {
+
+void writeFile(const QString& path, const QByteArray& bytes) {
+  QFile f(path);
+  QVERIFY2(f.open(QIODevice::WriteOnly), qPrintable(path));
+  QCOMPARE(f.write(bytes), bytes.size());
+}
+
+// Sends what a file manager sends when files are dragged onto `target` and let go there.
+// Returns whether the drop was taken.
+bool dropFiles(QWidget* target, const QStringList& paths) {
+  QMimeData mime;
+  QList<QUrl> urls;
+  for (const QString& p : paths) urls << QUrl::fromLocalFile(p);
+  mime.setUrls(urls);
+  const QPoint at = target->rect().center();
+  QDragEnterEvent enter(at, Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+  QApplication::sendEvent(target, &enter);
+  if (!enter.isAccepted()) return false;
+  QDropEvent drop(QPointF(at), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+  QApplication::sendEvent(target, &drop);
+  return drop.isAccepted();
+}
+
+// Prose of about `words` words, different for each `seed`.
+QString prose(int words, int seed) {
+  static const char* kWords[] = {"the",    "keeper", "counted", "ships", "in",    "harbour",
+                                 "light",  "river",  "north",   "cargo", "tides", "stone",
+                                 "window", "paper",  "signal",  "storm", "quiet", "bridge"};
+  QStringList out;
+  for (int i = 0; i < words; ++i) out << QLatin1String(kWords[(i * 7 + seed * 5 + i / 3) % 18]);
+  return out.join(QLatin1Char(' ')) + QLatin1Char('.');
+}
+
+}  // namespace
+
+class GuiDocumentsTest : public QObject {
+  Q_OBJECT
+
+ private:
+  std::unique_ptr<QTemporaryDir> dir_;
+  std::unique_ptr<app::ConversationStore> store_;
+  std::unique_ptr<app::Settings> settings_;
+  std::unique_ptr<app::EngineThread> engine_;
+  std::unique_ptr<MainWindow> window_;
+
+  static QString fixtureDir() {
+    return QString::fromStdString(resa::test::fixture("models/llama-gqa").string());
+  }
+
+  // A fresh store and settings; a window over them with the committed model loaded with a
+  // context of `ctxLimit` tokens (0: the model's).
+  void openWindow(int ctxLimit = 0, int maxNewTokens = 8) {
+    window_.reset();
+    engine_.reset();
+    dir_ = std::make_unique<QTemporaryDir>();
+    store_ = std::make_unique<app::ConversationStore>(dir_->filePath("chat.sqlite"));
+    QVERIFY(store_->open());
+    settings_ = std::make_unique<app::Settings>(dir_->filePath("settings.ini"));
+    app::GenerationSettings g = settings_->generation();
+    g.maxNewTokens = maxNewTokens;
+    settings_->setGeneration(g);
+    engine_ = std::make_unique<app::EngineThread>();
+    window_ = std::make_unique<MainWindow>(store_.get(), settings_.get(), engine_.get());
+    window_->show();
+    app::ModelSource s;
+    s.path = fixtureDir();
+    s.threads = 2;
+    s.ctxLimit = ctxLimit;
+    QSignalSpy ready(window_.get(), &MainWindow::modelReady);
+    window_->loadModel(s);
+    QVERIFY2(ready.wait(60000), qPrintable(window_->banner()->text()));
+  }
+
+  static int exactTokens(const QString& text) {
+    const auto tok = resa::load_tokenizer(resa::test::fixture("models/llama-gqa"), -1, {});
+    return int(tok->encode(text.toStdString()).size());
+  }
+
+  // A conversation with `doc` attached and two earlier turns, open in the window, ready for a
+  // third message that does not fit a 512-token context.
+  qint64 conversationNearTheLimit(const QString& doc) {
+    const qint64 conv = store_->createConversation(QStringLiteral("Harbour log"));
+    store_->addDocument(conv, QStringLiteral("log.txt"), doc, exactTokens(doc));
+    for (int turn = 0; turn < 2; ++turn) {
+      const qint64 user = store_->addMessage(conv, QStringLiteral("user"), prose(60, turn));
+      const qint64 answer = store_->beginAnswer(conv, user, QStringLiteral("resa"));
+      store_->finishAnswer(answer, prose(60, turn + 10), QStringLiteral("resa"), {});
+    }
+    window_->openConversation(conv);
+    return conv;
+  }
+
+  // Types `text` into the composer and presses Enter; returns the overflow question once it is
+  // on screen (it does not block: the test goes on while it is open).
+  ui::OverflowDialog* typeAndSendIntoOverflow(const QString& text) {
+    ui::ComposerEdit* edit = window_->composer()->edit();
+    edit->setFocus();
+    QTest::keyClicks(edit, text);
+    QTest::keyClick(edit, Qt::Key_Return);
+    if (!QTest::qWaitFor([this] { return window_->overflowDialog() != nullptr; }, 30000))
+      return nullptr;
+    return window_->overflowDialog();
+  }
+
+  static QPushButton* button(QDialog* d, QDialogButtonBox::StandardButton which) {
+    auto* box = d->findChild<QDialogButtonBox*>();
+    return box ? box->button(which) : nullptr;
+  }
+
+ private slots:
+  void initTestCase() {
+    app::registerAppMetaTypes();
+    ui::applyTheme(*qApp);
+  }
+
+  void cleanup() {
+    window_.reset();
+    engine_.reset();
+  }
+
+  void attached_pdf_is_listed_with_its_exact_token_count_and_text() {
+    openWindow();
+    const QString sentence =
+        QStringLiteral("The lighthouse keeper counted forty seven ships in March.");
+    const QString path = dir_->filePath("harbour report.pdf");
+    {
+      QPdfWriter pdf(path);
+      pdf.setTitle(QStringLiteral("Harbour report"));
+      QPainter p(&pdf);
+      p.setFont(QFont(QStringLiteral("DejaVu Sans"), 12));
+      p.drawText(QRect(0, 0, pdf.width(), pdf.height() / 4), Qt::TextWordWrap, sentence);
+    }
+    QString error;
+    QVERIFY2(window_->attachFile(path, &error), qPrintable(error));  // what Attach calls
+    const qint64 conv = window_->currentConversation();
+    QVERIFY(conv != 0);
+    const auto docs = store_->documents(conv);
+    QCOMPARE(docs.size(), 1);
+    QCOMPARE(docs[0].name, QStringLiteral("harbour report.pdf"));
+    QVERIFY2(docs[0].text.simplified().contains(sentence), qPrintable(docs[0].text));
+    // The panel shows the estimate first, then the model tokenizer's exact count.
+    const int exact = exactTokens(docs[0].text);
+    QVERIFY(exact > 5);
+    QTRY_COMPARE(store_->documents(conv)[0].tokenCount, exact);
+    QTRY_COMPARE(window_->documentPanel()->documentLabel(0),
+                 QStringLiteral("harbour report.pdf  (%1 tokens)").arg(ui::formatCount(exact)));
+    QCOMPARE(window_->documentPanel()->documentCount(), 1);
+    QVERIFY(window_->documentPanel()->viewer()->toPlainText().simplified().contains(sentence));
+  }
+
+  void damaged_pdf_is_refused_with_a_message_naming_it() {
+    openWindow();
+    const QString path = dir_->filePath("scan-2024.pdf");
+    writeFile(path, QByteArray("%PDF-1.7\n1 0 obj << /Type /Catalog >>\nnot a real pdf\x01\x02"));
+    QString error;
+    QVERIFY(!window_->attachFile(path, &error));
+    QVERIFY2(error.contains(QStringLiteral("scan-2024.pdf")), qPrintable(error));
+    QVERIFY2(error.contains(QStringLiteral("damaged or not a PDF")), qPrintable(error));
+    QVERIFY(window_->banner()->isVisible());
+    QVERIFY(window_->banner()->isError());
+    QCOMPARE(window_->banner()->text(), error);
+    QCOMPARE(window_->currentConversation(), 0);  // nothing was attached
+    QCOMPARE(window_->documentPanel()->documentCount(), 0);
+    // The window still works: a good file attaches after the bad one.
+    const QString good = dir_->filePath("notes.txt");
+    writeFile(good, "Notes about the harbour.\n");
+    QVERIFY(window_->attachFile(good));
+    QCOMPARE(window_->documentPanel()->documentCount(), 1);
+  }
+
+  void dropped_text_and_markdown_files_are_attached_and_stored() {
+    openWindow();
+    const QString txt = dir_->filePath("tides.txt"), md = dir_->filePath("plan.md");
+    writeFile(txt, "High tide at 06:12 and 18:40.\n");
+    writeFile(md, "# Plan\n\n- inspect the lamp\n- log the ships\n");
+    QVERIFY(dropFiles(window_.get(), {txt, md}));
+    const qint64 conv = window_->currentConversation();
+    QVERIFY(conv != 0);
+    const auto docs = store_->documents(conv);
+    QCOMPARE(docs.size(), 2);
+    QCOMPARE(docs[0].name, QStringLiteral("tides.txt"));
+    QCOMPARE(docs[0].text, QStringLiteral("High tide at 06:12 and 18:40.\n"));
+    QCOMPARE(docs[1].name, QStringLiteral("plan.md"));
+    QCOMPARE(docs[1].text, QStringLiteral("# Plan\n\n- inspect the lamp\n- log the ships\n"));
+    QCOMPARE(window_->documentPanel()->documentCount(), 2);
+    QVERIFY(!window_->banner()->isVisible());
+    // Stored with the conversation: they come back with it.
+    window_->newConversation();
+    QCOMPARE(window_->documentPanel()->documentCount(), 0);
+    window_->openConversation(conv);
+    QCOMPARE(window_->documentPanel()->documentCount(), 2);
+  }
+
+  void dropped_image_is_refused_with_a_message() {
+    openWindow();
+    const QString png = dir_->filePath("chart.png");
+    QImage image(16, 16, QImage::Format_RGB32);
+    image.fill(Qt::red);
+    QVERIFY(image.save(png));
+    QVERIFY(dropFiles(window_.get(), {png}));  // taken, so that the refusal can say why
+    QVERIFY(window_->banner()->isVisible());
+    QVERIFY(window_->banner()->isError());
+    const QString message = window_->banner()->text();
+    QVERIFY2(message.contains(QStringLiteral("chart.png")) &&
+                 message.contains(QStringLiteral("image")) &&
+                 message.contains(QStringLiteral("PDF")),
+             qPrintable(message));
+    QCOMPARE(window_->currentConversation(), 0);
+    QCOMPARE(window_->documentPanel()->documentCount(), 0);
+  }
+
+  void file_dropped_on_the_message_field_is_attached_not_typed() {
+    openWindow();
+    const QString txt = dir_->filePath("memo.txt");
+    writeFile(txt, "Memo.\n");
+    QVERIFY(dropFiles(window_->composer()->edit()->viewport(), {txt}));
+    QCOMPARE(window_->composer()->text(), QString());
+    QCOMPARE(store_->documents(window_->currentConversation()).size(), 1);
+  }
+
+  void overflow_dialog_keeps_the_document_and_drops_the_oldest_turns() {
+    openWindow(512, 8);
+    const QString doc = prose(40, 99);
+    const qint64 conv = conversationNearTheLimit(doc);
+    QSignalSpy overflow(engine_->worker(), &app::EngineWorker::contextOverflow);
+    QSignalSpy started(engine_->worker(), &app::EngineWorker::generationStarted);
+    QSignalSpy done(window_.get(), &MainWindow::answerFinished);
+    ui::OverflowDialog* dialog = typeAndSendIntoOverflow(prose(30, 7));
+    QVERIFY(dialog);
+    QVERIFY(dialog->isVisible());
+    QCOMPARE(QApplication::activeModalWidget(), static_cast<QWidget*>(dialog));
+    QCOMPARE(overflow.count(), 1);
+    const auto o = overflow.first().first().value<app::ContextOverflow>();
+    QVERIFY(o.neededTokens > o.limit);
+    QCOMPARE(o.limit, 512);
+    QVERIFY(o.fitsWithDocumentPinned);
+    // The choices: keep the document (the default here), drop it too if needed, or cancel.
+    QVERIFY(dialog->keepDocumentButton()->isEnabled());
+    QVERIFY(dialog->keepDocumentButton()->isChecked());
+    QVERIFY(dialog->dropDocumentButton()->isEnabled());
+    QVERIFY(button(dialog, QDialogButtonBox::Cancel));
+    QTest::mouseClick(button(dialog, QDialogButtonBox::Ok), Qt::LeftButton);
+    QVERIFY(done.wait(60000));
+    QCOMPARE(started.count(), 1);
+    const auto s = started.first().first().value<app::GenerationStart>();
+    QVERIFY(s.droppedTurns >= 1);
+    QVERIFY(!s.droppedDocuments);
+    // The document was read: the answer's heat map has spans in it.
+    const auto answer = store_->message(done.first().first().toLongLong());
+    const auto stats = app::AnswerStats::fromJson(answer->stats);
+    QVERIFY(std::any_of(stats.heat.cbegin(), stats.heat.cend(), [](const app::HeatSpan& h) {
+      return h.kind == QLatin1String("document");
+    }));
+    QVERIFY(stats.contextTokens <= 512);
+    // Left out of the context, not out of the conversation.
+    QCOMPARE(store_->messages(conv).size(), 6);
+    QVERIFY(window_->banner()->text().contains(QStringLiteral("left out")));
+    QTRY_VERIFY(!window_->overflowDialog());  // deleted once closed
+  }
+
+  void overflow_dialog_can_drop_a_document_that_alone_does_not_fit() {
+    openWindow(512, 8);
+    conversationNearTheLimit(prose(320, 98));  // the document alone nearly fills the context
+    QSignalSpy started(engine_->worker(), &app::EngineWorker::generationStarted);
+    QSignalSpy done(window_.get(), &MainWindow::answerFinished);
+    ui::OverflowDialog* dialog = typeAndSendIntoOverflow(prose(60, 8));
+    QVERIFY(dialog);
+    QVERIFY(!dialog->keepDocumentButton()->isEnabled());
+    QVERIFY(dialog->dropDocumentButton()->isChecked());
+    QTest::mouseClick(button(dialog, QDialogButtonBox::Ok), Qt::LeftButton);
+    QVERIFY(done.wait(60000));
+    QCOMPARE(started.count(), 1);
+    QVERIFY(started.first().first().value<app::GenerationStart>().droppedDocuments);
+  }
+
+  void overflow_dialog_cancel_sends_nothing_and_keeps_the_message() {
+    openWindow(512, 8);
+    const qint64 conv = conversationNearTheLimit(prose(40, 99));
+    const auto before = store_->messages(conv);
+    QSignalSpy started(engine_->worker(), &app::EngineWorker::generationStarted);
+    const QString typed = prose(30, 7);
+    ui::OverflowDialog* dialog = typeAndSendIntoOverflow(typed);
+    QVERIFY(dialog);
+    QTest::mouseClick(button(dialog, QDialogButtonBox::Cancel), Qt::LeftButton);
+    QTRY_VERIFY(!window_->overflowDialog());
+    QCOMPARE(window_->composer()->text(), typed);
+    QVERIFY(!window_->isGenerating());
+    QCOMPARE(window_->composer()->sendButton()->text(), QStringLiteral("Send"));
+    QVERIFY(window_->composer()->sendButton()->isEnabled());
+    const auto after = store_->messages(conv);
+    QCOMPARE(after.size(), before.size());
+    for (int i = 0; i < after.size(); ++i) {
+      QCOMPARE(after[i].id, before[i].id);
+      QCOMPARE(after[i].text, before[i].text);
+    }
+    QCOMPARE(window_->chatView()->messages().size(), before.size());
+    QCOMPARE(store_->documents(conv).size(), 1);
+    // Nothing reached the engine: a request queued behind anything the Cancel could have sent
+    // is answered with no answer started before it.
+    QSignalSpy counted(engine_->worker(), &app::EngineWorker::tokensCounted);
+    const qint64 probe = engine_->nextRequestId();
+    engine_->countTokens(probe, QStringLiteral("probe"));
+    QTRY_VERIFY(std::any_of(counted.cbegin(), counted.cend(),
+                            [probe](const QList<QVariant>& a) { return a.first() == probe; }));
+    QCOMPARE(started.count(), 0);
+  }
+
+  void overflow_cancel_after_edit_puts_the_edited_turn_back() {
+    openWindow(512, 8);
+    const qint64 conv = conversationNearTheLimit(prose(40, 99));
+    const auto before = store_->messages(conv);
+    const qint64 lastUser = before[2].id;
+    window_->editMessage(lastUser);
+    window_->composer()->clear();
+    const QString typed = prose(80, 5);
+    ui::OverflowDialog* dialog = typeAndSendIntoOverflow(typed);
+    QVERIFY(dialog);
+    QTest::mouseClick(button(dialog, QDialogButtonBox::Cancel), Qt::LeftButton);
+    QTRY_VERIFY(!window_->overflowDialog());
+    const auto after = store_->messages(conv);
+    QCOMPARE(after.size(), before.size());
+    for (int i = 0; i < after.size(); ++i) {
+      QCOMPARE(after[i].role, before[i].role);
+      QCOMPARE(after[i].text, before[i].text);
+    }
+    QCOMPARE(window_->composer()->text(), typed);
+    QVERIFY(window_->composer()->isEditing());  // still editing the turn it was
+  }
+};
+
+QTEST_MAIN(GuiDocumentsTest)
+#include "test_gui_documents.moc"
