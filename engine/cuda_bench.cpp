@@ -171,7 +171,7 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       }
       const auto* state = st.as<resa::cuda::PassState>();
       const int splits = resa::cuda::decode_splits(kv_heads, sms);
-      DevMem ws(resa::cuda::decode_workspace_floats(heads, d, 2 * splits) * 4);  // 2x: a row
+      DevMem ws(resa::cuda::decode_workspace_floats(heads, d, splits) * 4);
       DevMem sel_scores(size_t(kv_heads) * cap_blocks * 4),
           sel_blocks(size_t(kv_heads) * cap_blocks * 4), sel_count(size_t(kv_heads) * 4);
       resa::cuda::SelectionDev sel{sel_scores.as<float>(), sel_blocks.as<int>(),
@@ -192,75 +192,55 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
         out.push_back(t);
       };
       (void)group;
-      // Each op on the kernel attention.h's kAuto picks and on the other one ("_old": the
-      // reference kernels; "_pipe": the pipelined decode where kAuto keeps the old one), so one
-      // run compares them. RESA_*_KERNEL in the environment changes only what kAuto picks.
-      using resa::cuda::DecodeKernel;
-      using resa::cuda::SelectKernel;
-      auto dense = [&](DecodeKernel kern, int sp) {
-        return time_op(
-            [&](cudaStream_t x) {
-              ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale,
-                                              state, nullptr, sp, ws.as<float>(), x, kern),
-                 "decode");
-            },
-            repeats, s);
-      };
-      add(dense(DecodeKernel::kSimple, splits), "attn_dense", kv_bytes);
-      add(dense(DecodeKernel::kPipelined, splits), "attn_dense_pipe", kv_bytes);
-      add(dense(DecodeKernel::kPipelined, 2 * splits), "dense_pipe_2x", kv_bytes);
-      for (const SelectKernel kern : {SelectKernel::kNew, SelectKernel::kOld}) {
-        const std::string sfx = kern == SelectKernel::kOld ? "_old" : "";
-        add(time_op(
-                [&](cudaStream_t x) {
-                  ck(resa::cuda::block_scores(L, q.as<float>(), heads, scale, state, sel.scores,
-                                              sms, x, kern),
-                     "scores");
-                },
-                repeats, s),
-            ("scores" + sfx).c_str(), summ_bytes);
-        add(time_op(
-                [&](cudaStream_t x) {
-                  ck(resa::cuda::top_blocks(L, sp, state, sel, x, kern), "topk");
-                },
-                repeats, s),
-            ("topk" + sfx).c_str(), double(kv_heads) * nb * 4);
-        add(time_op(
-                [&](cudaStream_t x) {
-                  ck(resa::cuda::select_blocks(L, q.as<float>(), heads, scale, sp, state, sel, sms,
-                                               x, kern),
-                     "select");
-                },
-                repeats, s),
-            ("select" + sfx).c_str(), summ_bytes);
-      }
+      add(time_op(
+              [&](cudaStream_t x) {
+                ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale,
+                                                state, nullptr, splits, ws.as<float>(), x),
+                   "decode");
+              },
+              repeats, s),
+          "attn_dense", kv_bytes);
+      add(time_op(
+              [&](cudaStream_t x) {
+                ck(resa::cuda::block_scores(L, q.as<float>(), heads, scale, state, sel.scores, sms,
+                                            x),
+                   "scores");
+              },
+              repeats, s),
+          "scores", summ_bytes);
+      add(time_op([&](cudaStream_t x) { ck(resa::cuda::top_blocks(L, sp, state, sel, x), "topk"); },
+                  repeats, s),
+          "topk", double(kv_heads) * nb * 4);
+      add(time_op(
+              [&](cudaStream_t x) {
+                ck(resa::cuda::select_blocks(L, q.as<float>(), heads, scale, sp, state, sel, sms,
+                                             x),
+                   "select");
+              },
+              repeats, s),
+          "select", summ_bytes);
       const int budget =
           std::min(nb, std::max(int(std::ceil(nb * ratio - 1e-9)), std::min(nb, min_blocks)));
       const double sparse_kv = double(kv_heads) * budget * block_size * d * 2 * 2;
-      for (const bool old : {false, true}) {
-        const DecodeKernel dk = old ? DecodeKernel::kSimple : DecodeKernel::kPipelined;
-        const SelectKernel sk = old ? SelectKernel::kOld : SelectKernel::kNew;
-        const std::string sfx = old ? "_old" : "";
-        add(time_op(
-                [&](cudaStream_t x) {
-                  ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale,
-                                                  state, &sel, splits, ws.as<float>(), x, dk),
-                     "sparse");
-                },
-                repeats, s),
-            ("attn_sparse" + sfx).c_str(), sparse_kv);
-        add(time_op(
-                [&](cudaStream_t x) {
-                  ck(resa::cuda::select_blocks(L, q.as<float>(), heads, scale, sp, state, sel,
-                                               sms, x, sk),
-                     "select");
-                  ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale,
-                                                  state, &sel, splits, ws.as<float>(), x, dk),
-                     "sparse");
-                },
-                repeats, s),
-            ("sparse_step" + sfx).c_str(), sparse_kv + summ_bytes);
-      }
+      add(time_op(
+              [&](cudaStream_t x) {
+                ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale,
+                                                state, &sel, splits, ws.as<float>(), x),
+                   "sparse");
+              },
+              repeats, s),
+          "attn_sparse", sparse_kv);
+      add(time_op(
+              [&](cudaStream_t x) {
+                ck(resa::cuda::select_blocks(L, q.as<float>(), heads, scale, sp, state, sel, sms,
+                                             x),
+                   "select");
+                ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale,
+                                                state, &sel, splits, ws.as<float>(), x),
+                   "sparse");
+              },
+              repeats, s),
+          "sparse_step", sparse_kv + summ_bytes);
     }
   }
   if (all || op == "prefill") {

@@ -5,7 +5,7 @@
 # platform), validates the desktop entry and AppStream metadata, and removes the package again.
 #
 # Usage (as root, on Debian 12 or any host with debootstrap):
-#   packaging/test-fresh-install.sh build/resa-chat_<version>_amd64.deb [ROOT] [SHOTS_DIR]
+#   packaging/test-fresh-install.sh build-deb/resa-chat_<version>_amd64.deb [ROOT] [SHOTS_DIR]
 # ROOT (default /var/tmp/resa-fresh) is made with `debootstrap --variant=minbase bookworm`
 # unless it already holds a bookworm root; SHOTS_DIR (default ROOT/../resa-fresh-shots)
 # receives the screenshots. Prints PASS/FAIL per step; exits 1 if any step failed.

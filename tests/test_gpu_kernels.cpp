@@ -293,7 +293,7 @@ class TestGpuKernels : public QObject {
         for (int hd : {16, 32, 64, 128})
           QTest::addRow("ctx%d_gqa%d_hd%d", ctx, group, hd) << ctx << group << hd << 16;
     QTest::addRow("ctx100_gqa3_hd128_block7") << 100 << 3 << 128 << 7;
-    // The other GQA groups, and contexts long enough for many pipelined tiles per split.
+    // The other GQA groups, and contexts long enough for many key groups per split.
     for (int group : {3, 5, 6, 7})
       QTest::addRow("ctx2049_gqa%d_hd128", group) << 2049 << group << 128 << 16;
     for (int hd : {16, 128}) QTest::addRow("ctx20011_gqa8_hd%d", hd) << 20011 << 8 << hd << 16;
@@ -324,37 +324,25 @@ class TestGpuKernels : public QObject {
     Dev<float> dq(q.size()), dout(q.size());
     dq.put(q);
     DevState st(ctx - 1, 1, ctx);
-    using resa::cuda::DecodeKernel;
     const size_t dout_bytes = q.size() * sizeof(float);
-    // Both decode kernels, with the engine's split count and with one split (the pipelined
-    // kernel's tile ring wraps many times).
+    // With the engine's split count and with one split; the output poisoned before, its guard
+    // bytes checked after.
     auto each_decode = [&](const resa::cuda::SelectionDev* sd, const char* what) {
-      for (const DecodeKernel kern : {DecodeKernel::kSimple, DecodeKernel::kPipelined})
-        for (const int sp : {splits, 1}) {
-          cudaMemset(dout.get(), 0xff, dout_bytes);
-          if (resa::cuda::attention_decode(kv.dev, dq.get(), dout.get(), heads, scale, st.get(),
-                                           sd, sp, ws.get(), nullptr, kern) != cudaSuccess)
-            return QString("%1 decode launch failed").arg(what);
-          const std::vector<float> g = dout.take();
-          const double err = rel_l2(g.data(), ref.data(), ref.size());
-          if (!(err < 2e-5))
-            return QString("%1 decode (%2, splits %3) error %4")
-                .arg(what)
-                .arg(kern == DecodeKernel::kSimple ? "simple" : "pipelined")
-                .arg(sp)
-                .arg(err);
-          if (!dout.guards_intact()) return QString("%1 decode wrote outside").arg(what);
-        }
+      for (const int sp : {splits, 1}) {
+        cudaMemset(dout.get(), 0xff, dout_bytes);
+        if (resa::cuda::attention_decode(kv.dev, dq.get(), dout.get(), heads, scale, st.get(), sd,
+                                         sp, ws.get(), nullptr) != cudaSuccess)
+          return QString("%1 decode launch failed").arg(what);
+        const std::vector<float> g = dout.take();
+        const double err = rel_l2(g.data(), ref.data(), ref.size());
+        if (!(err < 2e-5))
+          return QString("%1 decode (splits %2) error %3").arg(what).arg(sp).arg(err);
+        if (!dout.guards_intact()) return QString("%1 decode wrote outside").arg(what);
+      }
       return QString();
     };
     QString why = each_decode(nullptr, "dense");
     QVERIFY2(why.isEmpty(), qPrintable(why));
-    CK(resa::cuda::attention_decode(kv.dev, dq.get(), dout.get(), heads, scale, st.get(), nullptr,
-                                    splits, ws.get(), nullptr));
-    std::vector<float> got = dout.take();
-    double e = rel_l2(got.data(), ref.data(), ref.size());
-    QVERIFY2(e < 2e-5, qPrintable(QString("dense decode error %1").arg(e)));
-    QVERIFY(dout.guards_intact());
 
     // Sparse decode with every block selected equals dense decode.
     {
@@ -391,11 +379,6 @@ class TestGpuKernels : public QObject {
     resa::cuda::SelectionDev sd;
     sd.blocks = dsel.get();
     sd.count = dcount.get();
-    CK(resa::cuda::attention_decode(kv.dev, dq.get(), dout.get(), heads, scale, st.get(), &sd,
-                                    splits, ws.get(), nullptr));
-    got = dout.take();
-    e = rel_l2(got.data(), ref.data(), ref.size());
-    QVERIFY2(e < 2e-5, qPrintable(QString("sparse decode error %1").arg(e)));
     why = each_decode(&sd, "sparse");
     QVERIFY2(why.isEmpty(), qPrintable(why));
 
@@ -422,8 +405,8 @@ class TestGpuKernels : public QObject {
                                          stn.get(), ctx, 132, split ? pws.get() : nullptr,
                                          size_t(1) << 20, nullptr, kern));
         CK(cudaDeviceSynchronize());
-        got = doutn.take();
-        e = rel_l2(got.data(), refn.data(), refn.size());
+        const std::vector<float> got = doutn.take();
+        const double e = rel_l2(got.data(), refn.data(), refn.size());
         QVERIFY2(e < tol, qPrintable(QString("prefill (%1, split %2) error %3")
                                          .arg(kern == PrefillKernel::kSimt ? "simt" : "tc")
                                          .arg(split)
@@ -569,17 +552,9 @@ class TestGpuKernels : public QObject {
     Dev<float> dq(q.size()), dscores(size_t(kvh) * kv.dev.cap_blocks);
     dq.put(q);
     DevState st(ctx - 1, 1, ctx);
-    // The old grid's scores, then the new grid's (the one kept): identical per block.
     CK(resa::cuda::block_scores(kv.dev, dq.get(), heads, scale, st.get(), dscores.get(), 132,
-                                nullptr, resa::cuda::SelectKernel::kOld));
-    const std::vector<float> scores_old = dscores.take();
-    CK(resa::cuda::block_scores(kv.dev, dq.get(), heads, scale, st.get(), dscores.get(), 132,
-                                nullptr, resa::cuda::SelectKernel::kNew));
+                                nullptr));
     std::vector<float> scores = dscores.take();
-    for (int h = 0; h < kvh; ++h)
-      for (int b = 0; b < kv.nb; ++b)
-        QCOMPARE(scores[size_t(h) * kv.dev.cap_blocks + b],
-                 scores_old[size_t(h) * kv.dev.cap_blocks + b]);
     QVERIFY(dscores.guards_intact());
     for (int h = 0; h < kvh; ++h) {
       std::vector<float> qsel(d, 0.f), ref(kv.nb);
@@ -608,19 +583,6 @@ class TestGpuKernels : public QObject {
       resa::cuda::SelectionDev sd{dscores.get(), dblocks.get(), dcount.get(), dhits.get()};
       CK(resa::cuda::top_blocks(kv.dev, sp, st.get(), sd, nullptr));
       const std::vector<int> blocks = dblocks.take(), count = dcount.take();
-      {  // the old kernel picks the same blocks
-        Dev<int> oblocks(size_t(kvh) * kv.dev.cap_blocks), ocount(kvh);
-        resa::cuda::SelectionDev so{dscores.get(), oblocks.get(), ocount.get(), nullptr};
-        CK(resa::cuda::top_blocks(kv.dev, sp, st.get(), so, nullptr,
-                                  resa::cuda::SelectKernel::kOld));
-        const std::vector<int> ob = oblocks.take(), oc = ocount.take();
-        for (int h = 0; h < kvh; ++h) {
-          QCOMPARE(oc[h], count[h]);
-          for (int i = 0; i < count[h]; ++i)
-            QCOMPARE(ob[size_t(h) * kv.dev.cap_blocks + i],
-                     blocks[size_t(h) * kv.dev.cap_blocks + i]);
-        }
-      }
       const std::vector<uint32_t> hits = dhits.take();
       resa::ResaParams rp;
       rp.ratio = ratio, rp.min_blocks = min_blocks, rp.local = local, rp.sink = sink;
@@ -648,7 +610,7 @@ class TestGpuKernels : public QObject {
     for (int nb : {1, 3, 9, 27, 81, 129, 257, 1023, 1024, 1025, 4097, 16384, 20000})
       for (int kvh : {1, 2, 8}) QTest::addRow("nb%d_kvh%d", nb, kvh) << nb << kvh;
   }
-  // Both top-k kernels against select_top_blocks on the same scores, with random scores, mass
+  // The top-k kernel against select_top_blocks on the same scores, with random scores, mass
   // ties, all scores equal, and +0 / -0 mixed (equal for the CPU's comparison); budgets from
   // ratio 0.1 to every block, exactly min_blocks, nothing forced, and nothing at all. Identical
   // ids and counts, hits counted, no write past the outputs.
@@ -661,7 +623,6 @@ class TestGpuKernels : public QObject {
     resa::cuda::KvLayerDev kv{nullptr, nullptr, nullptr, kvh, 16, bs, cap_blocks * bs, cap_blocks};
     DevState st(ctx - 1, 1, ctx);
     Dev<float> dscores(size_t(kvh) * cap_blocks);
-    using resa::cuda::SelectKernel;
     for (int mode = 0; mode < 4; ++mode) {
       std::vector<float> scores(size_t(kvh) * cap_blocks, 0.f);
       std::normal_distribution<float> nd;
@@ -699,35 +660,29 @@ class TestGpuKernels : public QObject {
           ref[h].assign(out.begin(), out.begin() + k);
           for (int b : ref[h]) ++ref_hits[b];
         }
-        for (const SelectKernel kern : {SelectKernel::kNew, SelectKernel::kOld}) {
-          // The old kernel keys -0 below +0 and leaves an empty budget undefined.
-          if (kern == SelectKernel::kOld && (mode == 3 || budget == 0)) continue;
-          resa::cuda::SelectParams sp{ratio, min_blocks, local, sink};
-          Dev<int> dblocks(size_t(kvh) * cap_blocks), dcount(kvh);
-          Dev<uint32_t> dhits(cap_blocks);
-          cudaMemset(dhits.get(), 0, cap_blocks * 4);
-          resa::cuda::SelectionDev sd{dscores.get(), dblocks.get(), dcount.get(), dhits.get()};
-          CK(resa::cuda::top_blocks(kv, sp, st.get(), sd, nullptr, kern));
-          CK(cudaDeviceSynchronize());
-          const std::vector<int> blocks = dblocks.take(), count = dcount.take();
-          const std::vector<uint32_t> hits = dhits.take();
-          const QString where = QString("mode %1 ratio %2 min %3 local %4 sink %5 kernel %6")
-                                    .arg(mode)
-                                    .arg(ratio)
-                                    .arg(min_blocks)
-                                    .arg(local)
-                                    .arg(sink)
-                                    .arg(kern == SelectKernel::kNew ? "new" : "old");
-          for (int h = 0; h < kvh; ++h) {
-            QVERIFY2(count[h] == int(ref[h].size()), qPrintable(where + " count"));
-            for (size_t i = 0; i < ref[h].size(); ++i)
-              QVERIFY2(blocks[size_t(h) * cap_blocks + i] == ref[h][i], qPrintable(where + " ids"));
-          }
-          for (int b = 0; b < nb; ++b)
-            QVERIFY2(hits[b] == ref_hits[b], qPrintable(where + " hits"));
-          QVERIFY2(dblocks.guards_intact(), qPrintable(where + " guards"));
-          QVERIFY2(dhits.guards_intact(), qPrintable(where + " hit guards"));
+        resa::cuda::SelectParams sp{ratio, min_blocks, local, sink};
+        Dev<int> dblocks(size_t(kvh) * cap_blocks), dcount(kvh);
+        Dev<uint32_t> dhits(cap_blocks);
+        cudaMemset(dhits.get(), 0, cap_blocks * 4);
+        resa::cuda::SelectionDev sd{dscores.get(), dblocks.get(), dcount.get(), dhits.get()};
+        CK(resa::cuda::top_blocks(kv, sp, st.get(), sd, nullptr));
+        CK(cudaDeviceSynchronize());
+        const std::vector<int> blocks = dblocks.take(), count = dcount.take();
+        const std::vector<uint32_t> hits = dhits.take();
+        const QString where = QString("mode %1 ratio %2 min %3 local %4 sink %5")
+                                  .arg(mode)
+                                  .arg(ratio)
+                                  .arg(min_blocks)
+                                  .arg(local)
+                                  .arg(sink);
+        for (int h = 0; h < kvh; ++h) {
+          QVERIFY2(count[h] == int(ref[h].size()), qPrintable(where + " count"));
+          for (size_t i = 0; i < ref[h].size(); ++i)
+            QVERIFY2(blocks[size_t(h) * cap_blocks + i] == ref[h][i], qPrintable(where + " ids"));
         }
+        for (int b = 0; b < nb; ++b) QVERIFY2(hits[b] == ref_hits[b], qPrintable(where + " hits"));
+        QVERIFY2(dblocks.guards_intact(), qPrintable(where + " guards"));
+        QVERIFY2(dhits.guards_intact(), qPrintable(where + " hit guards"));
       }
     }
   }

@@ -28,6 +28,7 @@
 #include "app/lib/engine_worker.h"
 #include "app/lib/settings.h"
 #include "engine/tokenizer.h"
+#include "tests/support/gui_app.h"
 #include "tests/support/test_support.h"
 #include "ui/chat_view.h"
 #include "ui/compare_view.h"
@@ -63,31 +64,15 @@ class GuiChatTest : public QObject {
   Q_OBJECT
 
  private:
-  std::unique_ptr<QTemporaryDir> dir_;
-  std::unique_ptr<app::ConversationStore> store_;
-  std::unique_ptr<app::Settings> settings_;
-  std::unique_ptr<app::EngineThread> engine_;
-  std::unique_ptr<MainWindow> window_;
+  resa::test::GuiApp app_;
 
   // A fresh window, store and settings with `source` loaded.
   void openWindow(const app::ModelSource& source, int maxNewTokens) {
-    window_.reset();
-    engine_.reset();
-    dir_ = std::make_unique<QTemporaryDir>();
-    store_ = std::make_unique<app::ConversationStore>(dir_->filePath("chat.sqlite"));
-    QVERIFY(store_->open());
-    settings_ = std::make_unique<app::Settings>(dir_->filePath("settings.ini"));
-    app::GenerationSettings g = settings_->generation();
-    g.maxNewTokens = maxNewTokens;
-    g.resa.min_blocks = 2;
-    g.resa.rectify_every = 8;
-    settings_->setGeneration(g);
-    engine_ = std::make_unique<app::EngineThread>();
-    window_ = std::make_unique<MainWindow>(store_.get(), settings_.get(), engine_.get());
-    window_->show();
-    QSignalSpy ready(window_.get(), &MainWindow::modelReady);
-    window_->loadModel(source);
-    QVERIFY2(ready.wait(60000), qPrintable(window_->banner()->text()));
+    app_.open(source, [maxNewTokens](app::GenerationSettings& g) {
+      g.maxNewTokens = maxNewTokens;
+      g.resa.min_blocks = 2;
+      g.resa.rectify_every = 8;
+    });
   }
 
   static app::ModelSource fixtureModel() {
@@ -99,19 +84,19 @@ class GuiChatTest : public QObject {
 
   // Types into the composer with key events and presses Enter; waits for the answer.
   qint64 typeAndSend(const QString& text) {
-    ui::ComposerEdit* edit = window_->composer()->edit();
+    ui::ComposerEdit* edit = app_.window->composer()->edit();
     edit->setFocus();
     QTest::keyClicks(edit, text);
-    QSignalSpy done(window_.get(), &MainWindow::answerFinished);
+    QSignalSpy done(app_.window.get(), &MainWindow::answerFinished);
     QTest::keyClick(edit, Qt::Key_Return);
     if (!done.wait(60000)) return 0;
     return done.first().first().toLongLong();
   }
 
   void clickMode(DecodeMode m) {
-    QAction* a = window_->modeAction(m);
+    QAction* a = app_.window->modeAction(m);
     QToolButton* button = nullptr;
-    for (QToolButton* b : window_->findChildren<QToolButton*>())
+    for (QToolButton* b : app_.window->findChildren<QToolButton*>())
       if (b->defaultAction() == a) button = b;
     QVERIFY(button);
     QTest::mouseClick(button, Qt::LeftButton);
@@ -125,19 +110,19 @@ class GuiChatTest : public QObject {
   }
 
   void cleanup() {
-    window_.reset();
-    engine_.reset();
+    app_.window.reset();
+    app_.engine.reset();
   }
 
   void enter_sends_and_streams_a_reply_into_chat_and_store() {
     openWindow(fixtureModel(), 48);
-    QSignalSpy chunks(engine_->worker(), &app::EngineWorker::tokenChunk);
+    QSignalSpy chunks(app_.engine->worker(), &app::EngineWorker::tokenChunk);
     const qint64 answerId = typeAndSend(QStringLiteral("Hello, who are you?"));
     QVERIFY(answerId != 0);
     QVERIFY2(chunks.count() >= 1, "no token chunk arrived");
-    QVERIFY(window_->composer()->text().isEmpty());
+    QVERIFY(app_.window->composer()->text().isEmpty());
 
-    const auto widgets = window_->chatView()->messages();
+    const auto widgets = app_.window->chatView()->messages();
     QCOMPARE(widgets.size(), 2);
     QCOMPARE(widgets[0]->role(), QStringLiteral("user"));
     QCOMPARE(widgets[0]->text(), QStringLiteral("Hello, who are you?"));
@@ -151,7 +136,7 @@ class GuiChatTest : public QObject {
     QCOMPARE(streamed, answer->text());
     QVERIFY(answer->statsText().contains(QStringLiteral("tok/s")));
 
-    const auto stored = store_->messages(window_->currentConversation());
+    const auto stored = app_.store->messages(app_.window->currentConversation());
     QCOMPARE(stored.size(), 2);
     QCOMPARE(stored[0].text, QStringLiteral("Hello, who are you?"));
     QCOMPARE(stored[1].role, QStringLiteral("assistant"));
@@ -159,30 +144,30 @@ class GuiChatTest : public QObject {
     QVERIFY(stored[1].complete);
     QVERIFY(!stored[1].stats.isEmpty());
     // The conversation is listed under the first message's words.
-    QCOMPARE(window_->conversationList()->model()->rowCount(), 1);
+    QCOMPARE(app_.window->conversationList()->model()->rowCount(), 1);
   }
 
   void shift_enter_inserts_a_new_line_without_sending() {
     openWindow(fixtureModel(), 8);
-    ui::ComposerEdit* edit = window_->composer()->edit();
+    ui::ComposerEdit* edit = app_.window->composer()->edit();
     edit->setFocus();
     QTest::keyClicks(edit, QStringLiteral("line one"));
     QTest::keyClick(edit, Qt::Key_Return, Qt::ShiftModifier);
     QTest::keyClicks(edit, QStringLiteral("line two"));
-    QCOMPARE(window_->composer()->text(), QStringLiteral("line one\nline two"));
-    QVERIFY(!window_->isGenerating());
-    QVERIFY(window_->chatView()->messages().isEmpty());
+    QCOMPARE(app_.window->composer()->text(), QStringLiteral("line one\nline two"));
+    QVERIFY(!app_.window->isGenerating());
+    QVERIFY(app_.window->chatView()->messages().isEmpty());
   }
 
   void toolbar_mode_toggle_changes_the_mode_used() {
     openWindow(fixtureModel(), 16);
     for (DecodeMode m : {DecodeMode::kDense, DecodeMode::kSparse, DecodeMode::kResa}) {
       clickMode(m);
-      QCOMPARE(settings_->mode(), m);
+      QCOMPARE(app_.settings->mode(), m);
       const qint64 id = typeAndSend(QStringLiteral("Tell me more."));
       QVERIFY(id != 0);
-      QCOMPARE(window_->lastRequestMode(), m);
-      const auto msg = store_->message(id);
+      QCOMPARE(app_.window->lastRequestMode(), m);
+      const auto msg = app_.store->message(id);
       QVERIFY(msg.has_value());
       // The engine's own statistics say which mode ran.
       QCOMPARE(app::AnswerStats::fromJson(msg->stats).mode, app::modeToString(m));
@@ -196,23 +181,23 @@ class GuiChatTest : public QObject {
     tiny.threads = 2;
     openWindow(tiny, 200);
     clickMode(DecodeMode::kDense);
-    QSignalSpy done(window_.get(), &MainWindow::answerFinished);
-    window_->sendMessage(QStringLiteral("A question long enough to take a moment."));
-    QVERIFY(window_->isGenerating());
+    QSignalSpy done(app_.window.get(), &MainWindow::answerFinished);
+    app_.window->sendMessage(QStringLiteral("A question long enough to take a moment."));
+    QVERIFY(app_.window->isGenerating());
     clickMode(DecodeMode::kSparse);  // while the dense answer streams
     QVERIFY(done.wait(60000));
-    const auto first = store_->message(done.first().first().toLongLong());
+    const auto first = app_.store->message(done.first().first().toLongLong());
     QCOMPARE(first->mode, QStringLiteral("dense"));
-    window_->sendMessage(QStringLiteral("And now?"));
+    app_.window->sendMessage(QStringLiteral("And now?"));
     QVERIFY(done.wait(60000));
-    QCOMPARE(store_->message(done.last().first().toLongLong())->mode, QStringLiteral("sparse"));
+    QCOMPARE(app_.store->message(done.last().first().toLongLong())->mode, QStringLiteral("sparse"));
   }
 
   void compare_view_produces_three_series() {
     openWindow(fixtureModel(), 16);
-    ui::CompareView* cv = window_->showCompare();
+    ui::CompareView* cv = app_.window->showCompare();
     cv->setSyntheticLengths({128, 320});
-    QSignalSpy finished(window_.get(), &MainWindow::comparisonFinished);
+    QSignalSpy finished(app_.window.get(), &MainWindow::comparisonFinished);
     QPushButton* run = nullptr;
     for (QPushButton* b : cv->findChildren<QPushButton*>())
       if (b->text() == QStringLiteral("Run comparison")) run = b;
@@ -228,7 +213,7 @@ class GuiChatTest : public QObject {
     QCOMPARE(cv->latencyChart()->seriesCount(), 3);  // latency over time, one line per mode
     QCOMPARE(cv->result().runs.size(), 6);
     // Exports: a PNG, and a CSV with a row per decode step of every run.
-    const QString png = dir_->filePath("compare.png"), csv = dir_->filePath("compare.csv");
+    const QString png = app_.dir->filePath("compare.png"), csv = app_.dir->filePath("compare.csv");
     QVERIFY(cv->exportPng(png));
     QVERIFY(QImage(png).width() > 300);
     QVERIFY(cv->exportCsv(csv));
@@ -240,7 +225,7 @@ class GuiChatTest : public QObject {
     for (const auto& r : cv->result().runs) steps += int(r.stepMs.size());
     QCOMPARE(lines.size() - 1, steps);
     // The comparison is stored.
-    QCOMPARE(store_->comparisons(-1).size(), 1);
+    QCOMPARE(app_.store->comparisons(-1).size(), 1);
   }
 
   void event_loop_answers_within_50_ms_while_an_answer_streams() {
@@ -250,20 +235,20 @@ class GuiChatTest : public QObject {
     tiny.preset = QStringLiteral("tiny");
     tiny.threads = app::Settings::defaultThreads();
     openWindow(tiny, 400);
-    QCOMPARE(settings_->threads(), tiny.threads);  // what a fresh install uses
-    app::GenerationSettings g = settings_->generation();
+    QCOMPARE(app_.settings->threads(), tiny.threads);  // what a fresh install uses
+    app::GenerationSettings g = app_.settings->generation();
     g.sampling.temperature = 0.8f;  // random weights under greedy decoding may repeat one
     g.sampling.seed = 3;            // control token, which streams no text
-    settings_->setGeneration(g);
+    app_.settings->setGeneration(g);
     // A document makes the prefill take a while as well (byte tokenizer: 1 token per byte).
-    const QString doc = dir_->filePath("doc.txt");
+    const QString doc = app_.dir->filePath("doc.txt");
     {
       QFile f(doc);
       QVERIFY(f.open(QIODevice::WriteOnly));
       for (int i = 0; i < 30; ++i)
         f.write("Sparse attention reads a few blocks of the cache for every new token.\n");
     }
-    QVERIFY(window_->attachFile(doc));
+    QVERIFY(app_.window->attachFile(doc));
     clickMode(DecodeMode::kResa);
 
     // A 10 ms timer on the GUI thread; the largest interval between two of its ticks is the
@@ -291,7 +276,7 @@ class GuiChatTest : public QObject {
     // What the GUI thread handled, to name the culprit of a long gap.
     QList<QPair<qint64, QString>> events;
     QObject scope;  // the connections end with the test
-    app::EngineWorker* w = engine_->worker();
+    app::EngineWorker* w = app_.engine->worker();
     connect(w, &app::EngineWorker::tokenChunk, &scope, [&] {
       events.append({clock.elapsed(), QStringLiteral("token chunk")});
     });
@@ -305,17 +290,18 @@ class GuiChatTest : public QObject {
       events.append({clock.elapsed(), QStringLiteral("rectification")});
     });
     QSignalSpy chunks(w, &app::EngineWorker::tokenChunk);
-    QSignalSpy done(window_.get(), &MainWindow::answerFinished);
+    QSignalSpy done(app_.window.get(), &MainWindow::answerFinished);
     clock.start();
     timer.start();
     // Sent from the event loop, as a click would be: sending counts as well.
-    QTimer::singleShot(3 * kTimerMs, window_.get(),
-                       [this] { window_->sendMessage(QStringLiteral("Summarise the document.")); });
+    QTimer::singleShot(3 * kTimerMs, app_.window.get(), [this] {
+      app_.window->sendMessage(QStringLiteral("Summarise the document."));
+    });
     QVERIFY(done.wait(60000));
     timer.stop();
     const qint64 finishedAt = clock.elapsed();
 
-    const auto answer = store_->message(done.first().first().toLongLong());
+    const auto answer = app_.store->message(done.first().first().toLongLong());
     const int tokens = app::AnswerStats::fromJson(answer->stats).generatedTokens;
     std::sort(gaps.begin(), gaps.end(), [](const Gap& a, const Gap& b) { return a.ms > b.ms; });
     QStringList worst;
@@ -347,8 +333,8 @@ class GuiChatTest : public QObject {
     QVERIFY(!gaps.isEmpty());
     QVERIFY2(gaps.first().ms < kBoundMs, qPrintable(report));
     // Live statistics reached the panel: rectifications counted and marked on the chart.
-    QVERIFY(window_->statsPanel()->rectifications() > 0);
-    QVERIFY(window_->statsPanel()->latencyChart()->rectificationMarkers() > 0);
+    QVERIFY(app_.window->statsPanel()->rectifications() > 0);
+    QVERIFY(app_.window->statsPanel()->latencyChart()->rectificationMarkers() > 0);
   }
 
   void stop_ends_the_answer_and_keeps_the_partial_text() {
@@ -356,52 +342,52 @@ class GuiChatTest : public QObject {
     tiny.preset = QStringLiteral("tiny");
     tiny.threads = 2;
     openWindow(tiny, 4000);
-    QSignalSpy chunks(engine_->worker(), &app::EngineWorker::tokenChunk);
-    QSignalSpy done(window_.get(), &MainWindow::answerFinished);
-    window_->sendMessage(QStringLiteral("Write a very long story."));
+    QSignalSpy chunks(app_.engine->worker(), &app::EngineWorker::tokenChunk);
+    QSignalSpy done(app_.window.get(), &MainWindow::answerFinished);
+    app_.window->sendMessage(QStringLiteral("Write a very long story."));
     QVERIFY(chunks.wait(30000));
-    QCOMPARE(window_->composer()->sendButton()->text(), QStringLiteral("Stop"));
-    QTest::mouseClick(window_->composer()->sendButton(), Qt::LeftButton);
+    QCOMPARE(app_.window->composer()->sendButton()->text(), QStringLiteral("Stop"));
+    QTest::mouseClick(app_.window->composer()->sendButton(), Qt::LeftButton);
     QVERIFY(done.wait(30000));
-    const auto msg = store_->message(done.first().first().toLongLong());
+    const auto msg = app_.store->message(done.first().first().toLongLong());
     QCOMPARE(app::AnswerStats::fromJson(msg->stats).stopReason, QStringLiteral("cancelled"));
     QVERIFY(app::AnswerStats::fromJson(msg->stats).generatedTokens < 4000);
-    QCOMPARE(window_->composer()->sendButton()->text(), QStringLiteral("Send"));
+    QCOMPARE(app_.window->composer()->sendButton()->text(), QStringLiteral("Send"));
   }
 
   void regenerate_keeps_the_earlier_answer_as_a_version() {
     openWindow(fixtureModel(), 12);
     const qint64 first = typeAndSend(QStringLiteral("Name three colours."));
     QVERIFY(first != 0);
-    QSignalSpy done(window_.get(), &MainWindow::answerFinished);
-    window_->regenerate(first);
+    QSignalSpy done(app_.window.get(), &MainWindow::answerFinished);
+    app_.window->regenerate(first);
     QVERIFY(done.wait(60000));
     const qint64 second = done.first().first().toLongLong();
     QVERIFY(second != first);
-    const auto msgs = store_->messages(window_->currentConversation());
+    const auto msgs = app_.store->messages(app_.window->currentConversation());
     QCOMPARE(msgs.size(), 2);  // the current version only
     QCOMPARE(msgs[1].id, second);
-    QCOMPARE(store_->versions(msgs[0].id).size(), 2);
-    QCOMPARE(window_->chatView()->messages().size(), 2);
+    QCOMPARE(app_.store->versions(msgs[0].id).size(), 2);
+    QCOMPARE(app_.window->chatView()->messages().size(), 2);
   }
 
   void edit_and_resend_replaces_the_last_turn() {
     openWindow(fixtureModel(), 8);
     QVERIFY(typeAndSend(QStringLiteral("First question")) != 0);
-    const qint64 userId = window_->chatView()->messages().first()->messageId();
-    window_->editMessage(userId);
-    QVERIFY(window_->composer()->isEditing());
-    QCOMPARE(window_->composer()->text(), QStringLiteral("First question"));
-    window_->composer()->clear();
+    const qint64 userId = app_.window->chatView()->messages().first()->messageId();
+    app_.window->editMessage(userId);
+    QVERIFY(app_.window->composer()->isEditing());
+    QCOMPARE(app_.window->composer()->text(), QStringLiteral("First question"));
+    app_.window->composer()->clear();
     QVERIFY(typeAndSend(QStringLiteral("Better question")) != 0);
-    const auto msgs = store_->messages(window_->currentConversation());
+    const auto msgs = app_.store->messages(app_.window->currentConversation());
     QCOMPARE(msgs.size(), 2);
     QCOMPARE(msgs[0].text, QStringLiteral("Better question"));
   }
 
   void attached_document_shows_token_count_and_resa_heat_map() {
     openWindow(fixtureModel(), 24);
-    const QString path = dir_->filePath("notes.md");
+    const QString path = app_.dir->filePath("notes.md");
     {
       QFile f(path);
       QVERIFY(f.open(QIODevice::WriteOnly));
@@ -410,9 +396,9 @@ class GuiChatTest : public QObject {
                     .arg(i)
                     .toUtf8());
     }
-    QVERIFY(window_->attachFile(path));
-    QCOMPARE(window_->documentPanel()->documentCount(), 1);
-    const auto docs = store_->documents(window_->currentConversation());
+    QVERIFY(app_.window->attachFile(path));
+    QCOMPARE(app_.window->documentPanel()->documentCount(), 1);
+    const auto docs = app_.store->documents(app_.window->currentConversation());
     QCOMPARE(docs.size(), 1);
     QVERIFY(docs[0].tokenCount > 100);
     // The first count is an estimate; the model's tokenizer then replaces it with the exact one.
@@ -420,55 +406,57 @@ class GuiChatTest : public QObject {
     QVERIFY(f.open(QIODevice::ReadOnly));
     const auto tok = resa::load_tokenizer(resa::test::fixture("models/llama-gqa"), -1, {});
     const int exact = int(tok->encode(f.readAll().toStdString()).size());
-    QTRY_COMPARE(store_->documents(window_->currentConversation())[0].tokenCount, exact);
+    QTRY_COMPARE(app_.store->documents(app_.window->currentConversation())[0].tokenCount, exact);
     clickMode(DecodeMode::kResa);
     QVERIFY(typeAndSend(QStringLiteral("Which paragraph mentions blocks?")) != 0);
-    window_->setHeatMapVisible(true);
-    QVERIFY(window_->documentPanel()->heatSpanCount() > 0);
-    QVERIFY(!window_->documentPanel()->viewer()->extraSelections().isEmpty());
+    app_.window->setHeatMapVisible(true);
+    QVERIFY(app_.window->documentPanel()->heatSpanCount() > 0);
+    QVERIFY(!app_.window->documentPanel()->viewer()->extraSelections().isEmpty());
     // A binary file is refused with a message in the window.
-    const QString bin = dir_->filePath("blob.bin");
+    const QString bin = app_.dir->filePath("blob.bin");
     {
       QFile f(bin);
       QVERIFY(f.open(QIODevice::WriteOnly));
       f.write(QByteArray("\x00\x01\x02garbage", 10));
     }
     QString error;
-    QVERIFY(!window_->attachFile(bin, &error));
+    QVERIFY(!app_.window->attachFile(bin, &error));
     QVERIFY(error.contains(QStringLiteral("binary")));
-    QVERIFY(window_->banner()->isVisible());
+    QVERIFY(app_.window->banner()->isVisible());
   }
 
   void last_open_conversation_is_reopened_on_the_next_start() {
     openWindow(fixtureModel(), 8);
     QVERIFY(typeAndSend(QStringLiteral("Where is the lighthouse?")) != 0);
-    const qint64 first = window_->currentConversation();
-    window_->newConversation();
+    const qint64 first = app_.window->currentConversation();
+    app_.window->newConversation();
     QVERIFY(typeAndSend(QStringLiteral("A second chat")) != 0);
-    QVERIFY(window_->currentConversation() != first);
-    window_->openConversation(first);
-    QVERIFY(window_->close());
+    QVERIFY(app_.window->currentConversation() != first);
+    app_.window->openConversation(first);
+    QVERIFY(app_.window->close());
     // A restart: new store, settings and window over the same files.
-    window_.reset();
-    store_ = std::make_unique<app::ConversationStore>(dir_->filePath("chat.sqlite"));
-    QVERIFY(store_->open());
-    settings_ = std::make_unique<app::Settings>(dir_->filePath("settings.ini"));
-    window_ = std::make_unique<MainWindow>(store_.get(), settings_.get(), engine_.get());
-    QCOMPARE(window_->currentConversation(), first);
-    QCOMPARE(window_->conversationList()->current(), first);
-    QVERIFY(!window_->isShowingEmptyState());
-    const auto shown = window_->chatView()->messages();
+    app_.window.reset();
+    app_.store = std::make_unique<app::ConversationStore>(app_.dir->filePath("chat.sqlite"));
+    QVERIFY(app_.store->open());
+    app_.settings = std::make_unique<app::Settings>(app_.dir->filePath("settings.ini"));
+    app_.window =
+        std::make_unique<MainWindow>(app_.store.get(), app_.settings.get(), app_.engine.get());
+    QCOMPARE(app_.window->currentConversation(), first);
+    QCOMPARE(app_.window->conversationList()->current(), first);
+    QVERIFY(!app_.window->isShowingEmptyState());
+    const auto shown = app_.window->chatView()->messages();
     QCOMPARE(shown.size(), 2);
     QCOMPARE(shown[0]->text(), QStringLiteral("Where is the lighthouse?"));
-    QCOMPARE(shown[1]->messageId(), store_->messages(first)[1].id);
+    QCOMPARE(shown[1]->messageId(), app_.store->messages(first)[1].id);
     // After New Chat the next start opens on the empty state again.
-    window_->newConversation();
-    QVERIFY(window_->close());
-    window_.reset();
-    settings_ = std::make_unique<app::Settings>(dir_->filePath("settings.ini"));
-    window_ = std::make_unique<MainWindow>(store_.get(), settings_.get(), engine_.get());
-    QCOMPARE(window_->currentConversation(), 0);
-    QVERIFY(window_->isShowingEmptyState());
+    app_.window->newConversation();
+    QVERIFY(app_.window->close());
+    app_.window.reset();
+    app_.settings = std::make_unique<app::Settings>(app_.dir->filePath("settings.ini"));
+    app_.window =
+        std::make_unique<MainWindow>(app_.store.get(), app_.settings.get(), app_.engine.get());
+    QCOMPARE(app_.window->currentConversation(), 0);
+    QVERIFY(app_.window->isShowingEmptyState());
   }
 
   void about_shows_the_version_backend_and_model() {
@@ -482,10 +470,10 @@ class GuiChatTest : public QObject {
       QVERIFY(w.aboutText().contains(QStringLiteral("Model: none loaded")));
     }
     openWindow(fixtureModel(), 8);
-    const QString text = window_->aboutText();
+    const QString text = app_.window->aboutText();
     QVERIFY2(text.contains(QStringLiteral("ReSA Chat " RESA_VERSION)), qPrintable(text));
     // The backend as the status bar names it: "CPU (n threads)", or the GPU's name.
-    const app::ModelInfo& info = window_->modelInfo();
+    const app::ModelInfo& info = app_.window->modelInfo();
     QVERIFY(info.gpu || info.backend.startsWith(QStringLiteral("CPU")));
     QVERIFY2(text.contains(QStringLiteral("Backend: ") +
                            (info.gpu ? QStringLiteral("GPU: ") : QString()) + info.backend),
@@ -493,7 +481,7 @@ class GuiChatTest : public QObject {
     QVERIFY2(text.contains(QStringLiteral("Model: llama-gqa")), qPrintable(text));
     // Help > About opens it, without blocking, and Close closes it.
     QMenu* help = nullptr;
-    for (QAction* a : window_->menuBar()->actions())
+    for (QAction* a : app_.window->menuBar()->actions())
       if (a->text() == QStringLiteral("&Help")) help = a->menu();
     QVERIFY(help);
     QAction* about = nullptr;
@@ -517,30 +505,31 @@ class GuiChatTest : public QObject {
     // the program, and a test binary is not where resa-chat is).
     qputenv("RESA_DEMO_MODEL", fixtureModel().path.toUtf8());
     const auto unset = qScopeGuard([] { qunsetenv("RESA_DEMO_MODEL"); });
-    dir_ = std::make_unique<QTemporaryDir>();
-    store_ = std::make_unique<app::ConversationStore>(dir_->filePath("chat.sqlite"));
-    QVERIFY(store_->open());
-    settings_ = std::make_unique<app::Settings>(dir_->filePath("settings.ini"));
-    QVERIFY(settings_->lastModelPath().isEmpty() && settings_->lastPreset().isEmpty());
-    engine_ = std::make_unique<app::EngineThread>();
-    window_ = std::make_unique<MainWindow>(store_.get(), settings_.get(), engine_.get());
-    window_->show();
-    QSignalSpy ready(window_.get(), &MainWindow::modelReady);
-    window_->start();
-    window_->composer()->setText(QStringLiteral("Hello"));
-    QVERIFY(!window_->composer()->sendButton()->isEnabled());  // not before the model is loaded
-    QVERIFY2(ready.wait(60000), qPrintable(window_->banner()->text()));
-    QVERIFY(window_->isModelLoaded());
-    QCOMPARE(window_->modelInfo().name, QStringLiteral("llama-gqa"));
+    app_.dir = std::make_unique<QTemporaryDir>();
+    app_.store = std::make_unique<app::ConversationStore>(app_.dir->filePath("chat.sqlite"));
+    QVERIFY(app_.store->open());
+    app_.settings = std::make_unique<app::Settings>(app_.dir->filePath("settings.ini"));
+    QVERIFY(app_.settings->lastModelPath().isEmpty() && app_.settings->lastPreset().isEmpty());
+    app_.engine = std::make_unique<app::EngineThread>();
+    app_.window =
+        std::make_unique<MainWindow>(app_.store.get(), app_.settings.get(), app_.engine.get());
+    app_.window->show();
+    QSignalSpy ready(app_.window.get(), &MainWindow::modelReady);
+    app_.window->start();
+    app_.window->composer()->setText(QStringLiteral("Hello"));
+    QVERIFY(!app_.window->composer()->sendButton()->isEnabled());  // not before the model is loaded
+    QVERIFY2(ready.wait(60000), qPrintable(app_.window->banner()->text()));
+    QVERIFY(app_.window->isModelLoaded());
+    QCOMPARE(app_.window->modelInfo().name, QStringLiteral("llama-gqa"));
     // Without a GPU it runs on the CPU (a GPU host would pick its GPU here).
-    QVERIFY(window_->modelInfo().gpu ||
-            window_->modelInfo().backend.startsWith(QStringLiteral("CPU")));
-    QVERIFY(window_->composer()->sendButton()->isEnabled());
-    QCOMPARE(settings_->lastModelPath(), QDir(fixtureModel().path).canonicalPath());
+    QVERIFY(app_.window->modelInfo().gpu ||
+            app_.window->modelInfo().backend.startsWith(QStringLiteral("CPU")));
+    QVERIFY(app_.window->composer()->sendButton()->isEnabled());
+    QCOMPARE(app_.settings->lastModelPath(), QDir(fixtureModel().path).canonicalPath());
     // The empty state says how to open another model and how to attach a document.
-    QVERIFY(window_->isShowingEmptyState());
-    QVERIFY(window_->emptyState()->isVisible());
-    const QString how = window_->emptyState()->text();
+    QVERIFY(app_.window->isShowingEmptyState());
+    QVERIFY(app_.window->emptyState()->isVisible());
+    const QString how = app_.window->emptyState()->text();
     QVERIFY2(how.contains(QStringLiteral("Model ready: llama-gqa")), qPrintable(how));
     QVERIFY2(how.contains(QStringLiteral("To open another model: Model ▸ Open Model… (Ctrl+O)")),
              qPrintable(how));
@@ -549,10 +538,10 @@ class GuiChatTest : public QObject {
                  how.contains(QStringLiteral("drop it anywhere on the window")),
              qPrintable(how));
     // Ready to chat: Enter sends and an answer comes back.
-    QSignalSpy done(window_.get(), &MainWindow::answerFinished);
-    QTest::keyClick(window_->composer()->edit(), Qt::Key_Return);
+    QSignalSpy done(app_.window.get(), &MainWindow::answerFinished);
+    QTest::keyClick(app_.window->composer()->edit(), Qt::Key_Return);
     QVERIFY(done.wait(60000));
-    QVERIFY(!window_->isShowingEmptyState());
+    QVERIFY(!app_.window->isShowingEmptyState());
   }
 
   void model_folder_validation_names_what_is_missing() {

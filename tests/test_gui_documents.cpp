@@ -26,6 +26,7 @@
 #include "app/lib/engine_worker.h"
 #include "app/lib/settings.h"
 #include "engine/tokenizer.h"
+#include "tests/support/gui_app.h"
 #include "tests/support/test_support.h"
 #include "ui/chat_view.h"
 #include "ui/composer.h"
@@ -78,11 +79,7 @@ class GuiDocumentsTest : public QObject {
   Q_OBJECT
 
  private:
-  std::unique_ptr<QTemporaryDir> dir_;
-  std::unique_ptr<app::ConversationStore> store_;
-  std::unique_ptr<app::Settings> settings_;
-  std::unique_ptr<app::EngineThread> engine_;
-  std::unique_ptr<MainWindow> window_;
+  resa::test::GuiApp app_;
 
   static QString fixtureDir() {
     return QString::fromStdString(resa::test::fixture("models/llama-gqa").string());
@@ -91,25 +88,11 @@ class GuiDocumentsTest : public QObject {
   // A fresh store and settings; a window over them with the committed model loaded with a
   // context of `ctxLimit` tokens (0: the model's).
   void openWindow(int ctxLimit = 0, int maxNewTokens = 8) {
-    window_.reset();
-    engine_.reset();
-    dir_ = std::make_unique<QTemporaryDir>();
-    store_ = std::make_unique<app::ConversationStore>(dir_->filePath("chat.sqlite"));
-    QVERIFY(store_->open());
-    settings_ = std::make_unique<app::Settings>(dir_->filePath("settings.ini"));
-    app::GenerationSettings g = settings_->generation();
-    g.maxNewTokens = maxNewTokens;
-    settings_->setGeneration(g);
-    engine_ = std::make_unique<app::EngineThread>();
-    window_ = std::make_unique<MainWindow>(store_.get(), settings_.get(), engine_.get());
-    window_->show();
     app::ModelSource s;
     s.path = fixtureDir();
     s.threads = 2;
     s.ctxLimit = ctxLimit;
-    QSignalSpy ready(window_.get(), &MainWindow::modelReady);
-    window_->loadModel(s);
-    QVERIFY2(ready.wait(60000), qPrintable(window_->banner()->text()));
+    app_.open(s, [maxNewTokens](app::GenerationSettings& g) { g.maxNewTokens = maxNewTokens; });
   }
 
   static int exactTokens(const QString& text) {
@@ -120,27 +103,27 @@ class GuiDocumentsTest : public QObject {
   // A conversation with `doc` attached and two earlier turns, open in the window, ready for a
   // third message that does not fit a 512-token context.
   qint64 conversationNearTheLimit(const QString& doc) {
-    const qint64 conv = store_->createConversation(QStringLiteral("Harbour log"));
-    store_->addDocument(conv, QStringLiteral("log.txt"), doc, exactTokens(doc));
+    const qint64 conv = app_.store->createConversation(QStringLiteral("Harbour log"));
+    app_.store->addDocument(conv, QStringLiteral("log.txt"), doc, exactTokens(doc));
     for (int turn = 0; turn < 2; ++turn) {
-      const qint64 user = store_->addMessage(conv, QStringLiteral("user"), prose(60, turn));
-      const qint64 answer = store_->beginAnswer(conv, user, QStringLiteral("resa"));
-      store_->finishAnswer(answer, prose(60, turn + 10), QStringLiteral("resa"), {});
+      const qint64 user = app_.store->addMessage(conv, QStringLiteral("user"), prose(60, turn));
+      const qint64 answer = app_.store->beginAnswer(conv, user, QStringLiteral("resa"));
+      app_.store->finishAnswer(answer, prose(60, turn + 10), QStringLiteral("resa"), {});
     }
-    window_->openConversation(conv);
+    app_.window->openConversation(conv);
     return conv;
   }
 
   // Types `text` into the composer and presses Enter; returns the overflow question once it is
   // on screen (it does not block: the test goes on while it is open).
   ui::OverflowDialog* typeAndSendIntoOverflow(const QString& text) {
-    ui::ComposerEdit* edit = window_->composer()->edit();
+    ui::ComposerEdit* edit = app_.window->composer()->edit();
     edit->setFocus();
     QTest::keyClicks(edit, text);
     QTest::keyClick(edit, Qt::Key_Return);
-    if (!QTest::qWaitFor([this] { return window_->overflowDialog() != nullptr; }, 30000))
+    if (!QTest::qWaitFor([this] { return app_.window->overflowDialog() != nullptr; }, 30000))
       return nullptr;
-    return window_->overflowDialog();
+    return app_.window->overflowDialog();
   }
 
   static QPushButton* button(QDialog* d, QDialogButtonBox::StandardButton which) {
@@ -155,15 +138,15 @@ class GuiDocumentsTest : public QObject {
   }
 
   void cleanup() {
-    window_.reset();
-    engine_.reset();
+    app_.window.reset();
+    app_.engine.reset();
   }
 
   void attached_pdf_is_listed_with_its_exact_token_count_and_text() {
     openWindow();
     const QString sentence =
         QStringLiteral("The lighthouse keeper counted forty seven ships in March.");
-    const QString path = dir_->filePath("harbour report.pdf");
+    const QString path = app_.dir->filePath("harbour report.pdf");
     {
       QPdfWriter pdf(path);
       pdf.setTitle(QStringLiteral("Harbour report"));
@@ -172,100 +155,100 @@ class GuiDocumentsTest : public QObject {
       p.drawText(QRect(0, 0, pdf.width(), pdf.height() / 4), Qt::TextWordWrap, sentence);
     }
     QString error;
-    QVERIFY2(window_->attachFile(path, &error), qPrintable(error));  // what Attach calls
-    const qint64 conv = window_->currentConversation();
+    QVERIFY2(app_.window->attachFile(path, &error), qPrintable(error));  // what Attach calls
+    const qint64 conv = app_.window->currentConversation();
     QVERIFY(conv != 0);
-    const auto docs = store_->documents(conv);
+    const auto docs = app_.store->documents(conv);
     QCOMPARE(docs.size(), 1);
     QCOMPARE(docs[0].name, QStringLiteral("harbour report.pdf"));
     QVERIFY2(docs[0].text.simplified().contains(sentence), qPrintable(docs[0].text));
     // The panel shows the estimate first, then the model tokenizer's exact count.
     const int exact = exactTokens(docs[0].text);
     QVERIFY(exact > 5);
-    QTRY_COMPARE(store_->documents(conv)[0].tokenCount, exact);
-    QTRY_COMPARE(window_->documentPanel()->documentLabel(0),
+    QTRY_COMPARE(app_.store->documents(conv)[0].tokenCount, exact);
+    QTRY_COMPARE(app_.window->documentPanel()->documentLabel(0),
                  QStringLiteral("harbour report.pdf  (%1 tokens)").arg(ui::formatCount(exact)));
-    QCOMPARE(window_->documentPanel()->documentCount(), 1);
-    QVERIFY(window_->documentPanel()->viewer()->toPlainText().simplified().contains(sentence));
+    QCOMPARE(app_.window->documentPanel()->documentCount(), 1);
+    QVERIFY(app_.window->documentPanel()->viewer()->toPlainText().simplified().contains(sentence));
   }
 
   void damaged_pdf_is_refused_with_a_message_naming_it() {
     openWindow();
-    const QString path = dir_->filePath("scan-2024.pdf");
+    const QString path = app_.dir->filePath("scan-2024.pdf");
     writeFile(path, QByteArray("%PDF-1.7\n1 0 obj << /Type /Catalog >>\nnot a real pdf\x01\x02"));
     QString error;
-    QVERIFY(!window_->attachFile(path, &error));
+    QVERIFY(!app_.window->attachFile(path, &error));
     QVERIFY2(error.contains(QStringLiteral("scan-2024.pdf")), qPrintable(error));
     QVERIFY2(error.contains(QStringLiteral("damaged or not a PDF")), qPrintable(error));
-    QVERIFY(window_->banner()->isVisible());
-    QVERIFY(window_->banner()->isError());
-    QCOMPARE(window_->banner()->text(), error);
-    QCOMPARE(window_->currentConversation(), 0);  // nothing was attached
-    QCOMPARE(window_->documentPanel()->documentCount(), 0);
+    QVERIFY(app_.window->banner()->isVisible());
+    QVERIFY(app_.window->banner()->isError());
+    QCOMPARE(app_.window->banner()->text(), error);
+    QCOMPARE(app_.window->currentConversation(), 0);  // nothing was attached
+    QCOMPARE(app_.window->documentPanel()->documentCount(), 0);
     // The window still works: a good file attaches after the bad one.
-    const QString good = dir_->filePath("notes.txt");
+    const QString good = app_.dir->filePath("notes.txt");
     writeFile(good, "Notes about the harbour.\n");
-    QVERIFY(window_->attachFile(good));
-    QCOMPARE(window_->documentPanel()->documentCount(), 1);
+    QVERIFY(app_.window->attachFile(good));
+    QCOMPARE(app_.window->documentPanel()->documentCount(), 1);
   }
 
   void dropped_text_and_markdown_files_are_attached_and_stored() {
     openWindow();
-    const QString txt = dir_->filePath("tides.txt"), md = dir_->filePath("plan.md");
+    const QString txt = app_.dir->filePath("tides.txt"), md = app_.dir->filePath("plan.md");
     writeFile(txt, "High tide at 06:12 and 18:40.\n");
     writeFile(md, "# Plan\n\n- inspect the lamp\n- log the ships\n");
-    QVERIFY(dropFiles(window_.get(), {txt, md}));
-    const qint64 conv = window_->currentConversation();
+    QVERIFY(dropFiles(app_.window.get(), {txt, md}));
+    const qint64 conv = app_.window->currentConversation();
     QVERIFY(conv != 0);
-    const auto docs = store_->documents(conv);
+    const auto docs = app_.store->documents(conv);
     QCOMPARE(docs.size(), 2);
     QCOMPARE(docs[0].name, QStringLiteral("tides.txt"));
     QCOMPARE(docs[0].text, QStringLiteral("High tide at 06:12 and 18:40.\n"));
     QCOMPARE(docs[1].name, QStringLiteral("plan.md"));
     QCOMPARE(docs[1].text, QStringLiteral("# Plan\n\n- inspect the lamp\n- log the ships\n"));
-    QCOMPARE(window_->documentPanel()->documentCount(), 2);
-    QVERIFY(!window_->banner()->isVisible());
+    QCOMPARE(app_.window->documentPanel()->documentCount(), 2);
+    QVERIFY(!app_.window->banner()->isVisible());
     // Stored with the conversation: they come back with it.
-    window_->newConversation();
-    QCOMPARE(window_->documentPanel()->documentCount(), 0);
-    window_->openConversation(conv);
-    QCOMPARE(window_->documentPanel()->documentCount(), 2);
+    app_.window->newConversation();
+    QCOMPARE(app_.window->documentPanel()->documentCount(), 0);
+    app_.window->openConversation(conv);
+    QCOMPARE(app_.window->documentPanel()->documentCount(), 2);
   }
 
   void dropped_image_is_refused_with_a_message() {
     openWindow();
-    const QString png = dir_->filePath("chart.png");
+    const QString png = app_.dir->filePath("chart.png");
     QImage image(16, 16, QImage::Format_RGB32);
     image.fill(Qt::red);
     QVERIFY(image.save(png));
-    QVERIFY(dropFiles(window_.get(), {png}));  // taken, so that the refusal can say why
-    QVERIFY(window_->banner()->isVisible());
-    QVERIFY(window_->banner()->isError());
-    const QString message = window_->banner()->text();
+    QVERIFY(dropFiles(app_.window.get(), {png}));  // taken, so that the refusal can say why
+    QVERIFY(app_.window->banner()->isVisible());
+    QVERIFY(app_.window->banner()->isError());
+    const QString message = app_.window->banner()->text();
     QVERIFY2(message.contains(QStringLiteral("chart.png")) &&
                  message.contains(QStringLiteral("image")) &&
                  message.contains(QStringLiteral("PDF")),
              qPrintable(message));
-    QCOMPARE(window_->currentConversation(), 0);
-    QCOMPARE(window_->documentPanel()->documentCount(), 0);
+    QCOMPARE(app_.window->currentConversation(), 0);
+    QCOMPARE(app_.window->documentPanel()->documentCount(), 0);
   }
 
   void file_dropped_on_the_message_field_is_attached_not_typed() {
     openWindow();
-    const QString txt = dir_->filePath("memo.txt");
+    const QString txt = app_.dir->filePath("memo.txt");
     writeFile(txt, "Memo.\n");
-    QVERIFY(dropFiles(window_->composer()->edit()->viewport(), {txt}));
-    QCOMPARE(window_->composer()->text(), QString());
-    QCOMPARE(store_->documents(window_->currentConversation()).size(), 1);
+    QVERIFY(dropFiles(app_.window->composer()->edit()->viewport(), {txt}));
+    QCOMPARE(app_.window->composer()->text(), QString());
+    QCOMPARE(app_.store->documents(app_.window->currentConversation()).size(), 1);
   }
 
   void overflow_dialog_keeps_the_document_and_drops_the_oldest_turns() {
     openWindow(512, 8);
     const QString doc = prose(40, 99);
     const qint64 conv = conversationNearTheLimit(doc);
-    QSignalSpy overflow(engine_->worker(), &app::EngineWorker::contextOverflow);
-    QSignalSpy started(engine_->worker(), &app::EngineWorker::generationStarted);
-    QSignalSpy done(window_.get(), &MainWindow::answerFinished);
+    QSignalSpy overflow(app_.engine->worker(), &app::EngineWorker::contextOverflow);
+    QSignalSpy started(app_.engine->worker(), &app::EngineWorker::generationStarted);
+    QSignalSpy done(app_.window.get(), &MainWindow::answerFinished);
     ui::OverflowDialog* dialog = typeAndSendIntoOverflow(prose(30, 7));
     QVERIFY(dialog);
     QVERIFY(dialog->isVisible());
@@ -287,23 +270,23 @@ class GuiDocumentsTest : public QObject {
     QVERIFY(s.droppedTurns >= 1);
     QVERIFY(!s.droppedDocuments);
     // The document was read: the answer's heat map has spans in it.
-    const auto answer = store_->message(done.first().first().toLongLong());
+    const auto answer = app_.store->message(done.first().first().toLongLong());
     const auto stats = app::AnswerStats::fromJson(answer->stats);
     QVERIFY(std::any_of(stats.heat.cbegin(), stats.heat.cend(), [](const app::HeatSpan& h) {
       return h.kind == QLatin1String("document");
     }));
     QVERIFY(stats.contextTokens <= 512);
     // Left out of the context, not out of the conversation.
-    QCOMPARE(store_->messages(conv).size(), 6);
-    QVERIFY(window_->banner()->text().contains(QStringLiteral("left out")));
-    QTRY_VERIFY(!window_->overflowDialog());  // deleted once closed
+    QCOMPARE(app_.store->messages(conv).size(), 6);
+    QVERIFY(app_.window->banner()->text().contains(QStringLiteral("left out")));
+    QTRY_VERIFY(!app_.window->overflowDialog());  // deleted once closed
   }
 
   void overflow_dialog_can_drop_a_document_that_alone_does_not_fit() {
     openWindow(512, 8);
     conversationNearTheLimit(prose(320, 98));  // the document alone nearly fills the context
-    QSignalSpy started(engine_->worker(), &app::EngineWorker::generationStarted);
-    QSignalSpy done(window_.get(), &MainWindow::answerFinished);
+    QSignalSpy started(app_.engine->worker(), &app::EngineWorker::generationStarted);
+    QSignalSpy done(app_.window.get(), &MainWindow::answerFinished);
     ui::OverflowDialog* dialog = typeAndSendIntoOverflow(prose(60, 8));
     QVERIFY(dialog);
     QVERIFY(!dialog->keepDocumentButton()->isEnabled());
@@ -317,30 +300,30 @@ class GuiDocumentsTest : public QObject {
   void overflow_dialog_cancel_sends_nothing_and_keeps_the_message() {
     openWindow(512, 8);
     const qint64 conv = conversationNearTheLimit(prose(40, 99));
-    const auto before = store_->messages(conv);
-    QSignalSpy started(engine_->worker(), &app::EngineWorker::generationStarted);
+    const auto before = app_.store->messages(conv);
+    QSignalSpy started(app_.engine->worker(), &app::EngineWorker::generationStarted);
     const QString typed = prose(30, 7);
     ui::OverflowDialog* dialog = typeAndSendIntoOverflow(typed);
     QVERIFY(dialog);
     QTest::mouseClick(button(dialog, QDialogButtonBox::Cancel), Qt::LeftButton);
-    QTRY_VERIFY(!window_->overflowDialog());
-    QCOMPARE(window_->composer()->text(), typed);
-    QVERIFY(!window_->isGenerating());
-    QCOMPARE(window_->composer()->sendButton()->text(), QStringLiteral("Send"));
-    QVERIFY(window_->composer()->sendButton()->isEnabled());
-    const auto after = store_->messages(conv);
+    QTRY_VERIFY(!app_.window->overflowDialog());
+    QCOMPARE(app_.window->composer()->text(), typed);
+    QVERIFY(!app_.window->isGenerating());
+    QCOMPARE(app_.window->composer()->sendButton()->text(), QStringLiteral("Send"));
+    QVERIFY(app_.window->composer()->sendButton()->isEnabled());
+    const auto after = app_.store->messages(conv);
     QCOMPARE(after.size(), before.size());
     for (int i = 0; i < after.size(); ++i) {
       QCOMPARE(after[i].id, before[i].id);
       QCOMPARE(after[i].text, before[i].text);
     }
-    QCOMPARE(window_->chatView()->messages().size(), before.size());
-    QCOMPARE(store_->documents(conv).size(), 1);
+    QCOMPARE(app_.window->chatView()->messages().size(), before.size());
+    QCOMPARE(app_.store->documents(conv).size(), 1);
     // Nothing reached the engine: a request queued behind anything the Cancel could have sent
     // is answered with no answer started before it.
-    QSignalSpy counted(engine_->worker(), &app::EngineWorker::tokensCounted);
-    const qint64 probe = engine_->nextRequestId();
-    engine_->countTokens(probe, QStringLiteral("probe"));
+    QSignalSpy counted(app_.engine->worker(), &app::EngineWorker::tokensCounted);
+    const qint64 probe = app_.engine->nextRequestId();
+    app_.engine->countTokens(probe, QStringLiteral("probe"));
     QTRY_VERIFY(std::any_of(counted.cbegin(), counted.cend(),
                             [probe](const QList<QVariant>& a) { return a.first() == probe; }));
     QCOMPARE(started.count(), 0);
@@ -349,23 +332,23 @@ class GuiDocumentsTest : public QObject {
   void overflow_cancel_after_edit_puts_the_edited_turn_back() {
     openWindow(512, 8);
     const qint64 conv = conversationNearTheLimit(prose(40, 99));
-    const auto before = store_->messages(conv);
+    const auto before = app_.store->messages(conv);
     const qint64 lastUser = before[2].id;
-    window_->editMessage(lastUser);
-    window_->composer()->clear();
+    app_.window->editMessage(lastUser);
+    app_.window->composer()->clear();
     const QString typed = prose(80, 5);
     ui::OverflowDialog* dialog = typeAndSendIntoOverflow(typed);
     QVERIFY(dialog);
     QTest::mouseClick(button(dialog, QDialogButtonBox::Cancel), Qt::LeftButton);
-    QTRY_VERIFY(!window_->overflowDialog());
-    const auto after = store_->messages(conv);
+    QTRY_VERIFY(!app_.window->overflowDialog());
+    const auto after = app_.store->messages(conv);
     QCOMPARE(after.size(), before.size());
     for (int i = 0; i < after.size(); ++i) {
       QCOMPARE(after[i].role, before[i].role);
       QCOMPARE(after[i].text, before[i].text);
     }
-    QCOMPARE(window_->composer()->text(), typed);
-    QVERIFY(window_->composer()->isEditing());  // still editing the turn it was
+    QCOMPARE(app_.window->composer()->text(), typed);
+    QVERIFY(app_.window->composer()->isEditing());  // still editing the turn it was
   }
 };
 

@@ -122,9 +122,8 @@ int main(int argc, char** argv) {
     }
     resa::app::GenerationSettings g = settings->generation();
     g.maxNewTokens = 320;
-    g.sampling.temperature = 0.7f;
-    g.sampling.seed = 7;
-    g.resa.min_blocks = 4;  // a ~1,000-token context: let the ratio (10%) decide
+    g.sampling.temperature = 0.0f;  // greedy, as the demo model's generation_config.json says
+    g.resa.min_blocks = 4;          // a ~1,000-token context: let the ratio (10%) decide
     g.resa.rectify_every = 16;
     settings->setGeneration(g);
     resa::ui::ScreenshotOptions o;

@@ -8,8 +8,6 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/prefill_tc.h"
-#include "kernels/cuda/select_topk.h"
-#include "kernels/cuda/sparse_decode.h"
 
 namespace resa::cuda {
 namespace {
@@ -434,14 +432,16 @@ __global__ void __launch_bounds__(kTopkThreads)
   const float* sc = sel.scores + size_t(h) * kv.cap_blocks;
   auto key_of = [&](int b) -> uint32_t {
     if ((p.sink && b == 0) || b >= nb - p.local) return 0xffffffffu;
-    const uint32_t u = __float_as_uint(sc[b]);
+    uint32_t u = __float_as_uint(sc[b]);
+    if (u == 0x80000000u) u = 0;  // -0 ties with +0, as in the CPU twin's float comparison
     return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
   };
   const bool all = k >= nb;
-  uint32_t prefix = 0, mask = 0;
+  // k == 0 (no budget, nothing forced): T above every key, nothing picked.
+  uint32_t prefix = k > 0 ? 0u : 0xffffffffu, mask = 0;
   int remaining = k;
   if (!all) {
-    for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int shift = 24; shift >= 0 && k > 0; shift -= 8) {
       if (tid < 256) hist[tid] = 0;
       __syncthreads();
       for (int b = tid; b < nb; b += kTopkThreads) {
@@ -534,18 +534,11 @@ cudaError_t dispatch_g(int g, F&& f) {
   return cudaErrorInvalidValue;
 }
 
-int score_ctas_per_head(const KvLayerDev& kv, int sm_count) {
-  const int blocks_per_cta = (kScoreThreads / 32) * (32 / (kv.head_dim / 4)) * kScoreUnroll;
-  const int need = (kv.cap_blocks + blocks_per_cta - 1) / blocks_per_cta;
-  const int most = (sm_count * 8 + kv.kv_heads - 1) / kv.kv_heads;
-  return need < most ? (need > 0 ? need : 1) : most;
-}
-
-// The new scores grid: at most one wave of resident CTAs over all heads (the occupancy API's
-// CTAs per SM; the old grid assumed 8, which the kernel's registers may not allow, leaving a
-// partial second wave), at least one CTA per head.
+// The scores grid: at most one wave of resident CTAs over all heads (the occupancy API's CTAs
+// per SM; a fixed 8 per SM, which the kernel's registers may not allow, left a partial second
+// wave and measured slower), at least one CTA per head.
 template <int D>
-int score_ctas_per_head_occ(const KvLayerDev& kv, int sm_count) {
+int score_ctas_per_head(const KvLayerDev& kv, int sm_count) {
   static const int per_sm = [] {
     int n = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, scores_kernel<D>, kScoreThreads, 0) !=
@@ -560,32 +553,6 @@ int score_ctas_per_head_occ(const KvLayerDev& kv, int sm_count) {
   const int need = std::max(1, (kv.cap_blocks + blocks_per_cta - 1) / blocks_per_cta);
   const int most = std::max(1, per_sm * sm_count / std::max(1, kv.kv_heads));
   return std::min(need, most);
-}
-
-bool env_is(const char* name, const char* value) {
-  const char* e = std::getenv(name);
-  return e && std::strcmp(e, value) == 0;
-}
-
-bool select_use_new(SelectKernel kernel) {
-  static const bool force_old = env_is("RESA_SELECT_KERNEL", "old");
-  return kernel == SelectKernel::kNew || (kernel == SelectKernel::kAuto && !force_old);
-}
-
-bool decode_use_pipelined(DecodeKernel kernel, bool sparse) {
-  static const bool sparse_new = env_is("RESA_SPARSE_KERNEL", "new");
-  static const bool dense_new = env_is("RESA_DENSE_KERNEL", "new");
-  switch (kernel) {
-    case DecodeKernel::kPipelined:
-      return true;
-    case DecodeKernel::kSimple:
-      return false;
-    case DecodeKernel::kAuto:
-      break;
-  }
-  // The pipelined kernel measured slower on sparse steps (H200, 256K: 62.9 against 59.4 us with
-  // 8 KV heads, 41.3 against 36.7 us with 2; docs/benchmarks/NOTES.md), so both stay opt-in.
-  return sparse ? sparse_new : dense_new;
 }
 
 }  // namespace
@@ -621,28 +588,22 @@ size_t decode_workspace_floats(int n_heads, int head_dim, int splits) {
 
 cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, int n_heads,
                              float scale, const PassState* st, const SelectionDev* sel, int splits,
-                             float* workspace, cudaStream_t s, DecodeKernel kernel) {
+                             float* workspace, cudaStream_t s) {
   const int group = n_heads / kv.kv_heads;
   if (!attention_supported(kv.head_dim, group) || n_heads % kv.kv_heads || splits < 1)
     return cudaErrorInvalidValue;
   float* part_o = workspace;
   float* part_lse = workspace + size_t(splits) * n_heads * kv.head_dim;
-  cudaError_t e;
-  if (decode_use_pipelined(kernel, sel != nullptr)) {
-    e = pipe::decode_launch(kv, q, scale * kLog2e, st, sel ? sel->blocks : nullptr,
-                            sel ? sel->count : nullptr, n_heads, splits, part_o, part_lse, s);
-  } else {
-    e = dispatch_d(kv.head_dim, [&](auto dc) {
-      constexpr int D = decltype(dc)::value;
-      return dispatch_g<D>(group, [&](auto gc) {
-        constexpr int G = decltype(gc)::value;
-        decode_kernel<D, G><<<dim3(splits, kv.kv_heads), kDecodeThreads, 0, s>>>(
-            kv, q, scale * kLog2e, st, sel ? sel->blocks : nullptr, sel ? sel->count : nullptr,
-            n_heads, part_o, part_lse);
-        return cudaGetLastError();
-      });
+  const cudaError_t e = dispatch_d(kv.head_dim, [&](auto dc) {
+    constexpr int D = decltype(dc)::value;
+    return dispatch_g<D>(group, [&](auto gc) {
+      constexpr int G = decltype(gc)::value;
+      decode_kernel<D, G><<<dim3(splits, kv.kv_heads), kDecodeThreads, 0, s>>>(
+          kv, q, scale * kLog2e, st, sel ? sel->blocks : nullptr, sel ? sel->count : nullptr,
+          n_heads, part_o, part_lse);
+      return cudaGetLastError();
     });
-  }
+  });
   if (e != cudaSuccess) return e;
   combine_kernel<<<n_heads, kv.head_dim, 0, s>>>(part_o, part_lse, splits, n_heads, kv.head_dim,
                                                  out);
@@ -766,34 +727,28 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
 }
 
 cudaError_t block_scores(const KvLayerDev& kv, const float* q, int n_heads, float scale,
-                         const PassState* st, float* scores, int sm_count, cudaStream_t s,
-                         SelectKernel kernel) {
+                         const PassState* st, float* scores, int sm_count, cudaStream_t s) {
   const int group = n_heads / kv.kv_heads;
-  const bool use_new = select_use_new(kernel);
   return dispatch_d(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
-    const int ctas = use_new ? score_ctas_per_head_occ<D>(kv, sm_count)
-                             : score_ctas_per_head(kv, sm_count);
-    scores_kernel<D><<<dim3(ctas, kv.kv_heads), kScoreThreads, 0, s>>>(kv, q, group, scale, st,
-                                                                        scores);
+    scores_kernel<D><<<dim3(score_ctas_per_head<D>(kv, sm_count), kv.kv_heads), kScoreThreads, 0,
+                       s>>>(kv, q, group, scale, st, scores);
     return cudaGetLastError();
   });
 }
 
 cudaError_t top_blocks(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
-                       const SelectionDev& sel, cudaStream_t s, SelectKernel kernel) {
-  if (select_use_new(kernel) && sel::topk_smem_fits(kv.cap_blocks))
-    return sel::topk_smem_launch(kv, p, st, sel, s);
+                       const SelectionDev& sel, cudaStream_t s) {
   topk_kernel<<<kv.kv_heads, kTopkThreads, 0, s>>>(kv, p, st, sel);
   return cudaGetLastError();
 }
 
 cudaError_t select_blocks(const KvLayerDev& kv, const float* q, int n_heads, float scale,
                           const SelectParams& p, const PassState* st, const SelectionDev& sel,
-                          int sm_count, cudaStream_t s, SelectKernel kernel) {
-  const cudaError_t e = block_scores(kv, q, n_heads, scale, st, sel.scores, sm_count, s, kernel);
+                          int sm_count, cudaStream_t s) {
+  const cudaError_t e = block_scores(kv, q, n_heads, scale, st, sel.scores, sm_count, s);
   if (e != cudaSuccess) return e;
-  return top_blocks(kv, p, st, sel, s, kernel);
+  return top_blocks(kv, p, st, sel, s);
 }
 
 cudaError_t kv_fill_random(const KvLayerDev& kv, int tokens, uint64_t seed, cudaStream_t s) {

@@ -52,21 +52,11 @@ cudaError_t summaries_recompute(const KvLayerDev& kv, int first, int last, int t
 int decode_splits(int kv_heads, int sm_count);
 size_t decode_workspace_floats(int n_heads, int head_dim, int splits);
 
-// The kernel behind attention_decode (both split-KV with the same combine and the same f32
-// math; results agree to f32 rounding):
-//   kPipelined: K/V tiles staged through a 4-stage cp.async ring (sparse_decode.cu, sm_80+).
-//   kSimple:    loads straight to registers, 4 keys per key group (the reference).
-//   kAuto:      kSimple unless RESA_SPARSE_KERNEL=new (sparse steps) or RESA_DENSE_KERNEL=new
-//               (dense steps) (environment, read once per process): the pipelined kernel has
-//               not been faster on an H200 yet (docs/benchmarks/NOTES.md).
-enum class DecodeKernel { kAuto, kPipelined, kSimple };
-
 // Decode (one query at position st->pos0): q, out [n_heads][head_dim] f32. Dense over positions
 // <= pos0, or over the selected blocks when sel is not null. workspace: decode_workspace_floats.
 cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, int n_heads,
                              float scale, const PassState* st, const SelectionDev* sel, int splits,
-                             float* workspace, cudaStream_t s,
-                             DecodeKernel kernel = DecodeKernel::kAuto);
+                             float* workspace, cudaStream_t s);
 // The kernel behind attention_prefill.
 //   kTensorCore: FlashAttention-2 on the tensor cores (mma.sync bf16 -> f32, sm_80+) for
 //                head_dim 64 and 128 (prefill_tc_supported). Q is rounded to bf16 after the
@@ -94,27 +84,17 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
                               float* workspace, size_t workspace_floats, cudaStream_t s,
                               PrefillKernel kernel = PrefillKernel::kAuto);
 
-// The kernels behind select_blocks (identical selections; the scores differ only in the grid):
-//   kNew: scores on a grid sized by the occupancy API (one wave), top-k with the keys in shared
-//         memory (select_topk.cu), falling back to the old top-k where the device's shared
-//         memory cannot hold ceil(cap_blocks / 1024) * 1056 words.
-//   kOld: scores on 8 CTAs per SM, top-k streaming 4 radix passes from global memory.
-//   kAuto: kNew unless RESA_SELECT_KERNEL=old (environment, read once per process).
-enum class SelectKernel { kAuto, kNew, kOld };
-
 // Block scores of the group-mean queries, then the top blocks per KV head (sink and local
 // forced, ties to the lower index), for a decode step at st->pos0. q: [n_heads][head_dim].
 cudaError_t select_blocks(const KvLayerDev& kv, const float* q, int n_heads, float scale,
                           const SelectParams& p, const PassState* st, const SelectionDev& sel,
-                          int sm_count, cudaStream_t s, SelectKernel kernel = SelectKernel::kAuto);
+                          int sm_count, cudaStream_t s);
 // Only the scores (for --op timing and the twin test): scores[h][b] for b < ceil(ctx/B).
 cudaError_t block_scores(const KvLayerDev& kv, const float* q, int n_heads, float scale,
-                         const PassState* st, float* scores, int sm_count, cudaStream_t s,
-                         SelectKernel kernel = SelectKernel::kAuto);
+                         const PassState* st, float* scores, int sm_count, cudaStream_t s);
 // Only the top-k over given scores [kv_heads][cap_blocks].
 cudaError_t top_blocks(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
-                       const SelectionDev& sel, cudaStream_t s,
-                       SelectKernel kernel = SelectKernel::kAuto);
+                       const SelectionDev& sel, cudaStream_t s);
 
 // Benchmarks: positions [0, tokens) of the layer get pseudo-random K/V and exact summaries.
 cudaError_t kv_fill_random(const KvLayerDev& kv, int tokens, uint64_t seed, cudaStream_t s);
