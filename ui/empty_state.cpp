@@ -68,10 +68,10 @@ EmptyState::EmptyState(QWidget* parent) : QWidget(parent) {
   auto* s1b = new QHBoxLayout;
   openModel_ = new QPushButton(icon(QStringLiteral("folder")), tr("Open model folder…"), s1);
   openModel_->setObjectName(QStringLiteral("PrimaryButton"));
-  demo_ = new QPushButton(tr("Try the built-in tiny model"), s1);
+  demo_ = new QPushButton(tr("Use the bundled demo model"), s1);
   demo_->setToolTip(
-      tr("A few million random weights: fast, but its text is noise. Good for "
-         "seeing the statistics move."));
+      tr("A small model trained for ReSA Chat (8,192 tokens of context): it finds facts stated "
+         "in a long document and repeats them when asked; it is not a general assistant."));
   s1b->addWidget(openModel_);
   s1b->addWidget(demo_);
   s1b->addStretch();

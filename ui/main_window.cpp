@@ -351,7 +351,16 @@ void MainWindow::buildLayout() {
   });
   connect(empty_, &EmptyState::openModelRequested, this, &MainWindow::chooseModelFolder);
   connect(empty_, &EmptyState::attachRequested, this, &MainWindow::chooseDocuments);
-  connect(empty_, &EmptyState::demoModelRequested, tinyAction_, &QAction::trigger);
+  connect(empty_, &EmptyState::demoModelRequested, this, [this] {
+    // The bundled demo model; in a tree without it, the tiny random preset.
+    const QString dir = app::defaultModelDir();
+    if (dir.isEmpty()) return tinyAction_->trigger();
+    app::ModelSource s;
+    s.path = dir;
+    s.threads = settings_->threads();
+    s.ctxLimit = settings_->contextLimit();
+    loadModel(s);
+  });
 }
 
 void MainWindow::connectEngine() {
@@ -527,8 +536,8 @@ void MainWindow::onModelLoadFailed(const QString& message) {
   loadProgress_->hide();
   composer_->setReady(false, tr("No model loaded"));
   showError(tr("The model could not be loaded. %1").arg(message), tr("Open another folder…"));
-  empty_->setModelState(false, tr("<b>Loading failed.</b> Open another model folder, or try the "
-                                  "tiny model."));
+  empty_->setModelState(false, tr("<b>Loading failed.</b> Open another model folder, or use the "
+                                  "bundled demo model."));
   updateStatus();
 }
 

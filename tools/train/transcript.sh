@@ -6,7 +6,8 @@
 set -euo pipefail
 cli="${1:-build/app/resa-cli}"
 doc="$(mktemp --suffix=.txt)"
-trap 'rm -f "$doc"' EXIT
+err="$(mktemp)"
+trap 'rm -f "$doc" "$err"' EXIT
 zcat /usr/share/doc/sed/sedfaq.txt.gz | python3 -c '
 import sys
 lines = sys.stdin.read().split("\n")[200:]
@@ -22,5 +23,7 @@ echo "document: $(wc -w < "$doc") words, sed FAQ lines 201+, fact at 40% depth"
 for mode in dense sparse resa; do
   echo "\$ resa-cli --file sedfaq-part.txt --prompt \"What is the code of the blue door?\" --mode $mode --device cpu"
   OMP_WAIT_POLICY=PASSIVE "$cli" --file "$doc" --prompt "What is the code of the blue door?" \
-    --mode "$mode" --device cpu --max-new-tokens 24 2> >(grep -v '^prefill\|^resa: note' | tr '\r' '\n' | grep -v '^prefill' >&2)
+    --mode "$mode" --device cpu --max-new-tokens 24 2> "$err"
+  # The statistics line (the progress bar and the CPU note left out).
+  tr '\r' '\n' < "$err" | grep -v '^prefill\|^resa: note\|^$' || true
 done
