@@ -104,15 +104,9 @@ class GuiChatTest : public QObject {
   }
 
  private slots:
-  void initTestCase() {
-    app::registerAppMetaTypes();
-    ui::applyTheme(*qApp);
-  }
+  void initTestCase() { resa::test::GuiApp::prepareApplication(); }
 
-  void cleanup() {
-    app_.window.reset();
-    app_.engine.reset();
-  }
+  void cleanup() { app_.close(); }
 
   void enter_sends_and_streams_a_reply_into_chat_and_store() {
     openWindow(fixtureModel(), 48);

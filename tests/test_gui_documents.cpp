@@ -132,15 +132,9 @@ class GuiDocumentsTest : public QObject {
   }
 
  private slots:
-  void initTestCase() {
-    app::registerAppMetaTypes();
-    ui::applyTheme(*qApp);
-  }
+  void initTestCase() { resa::test::GuiApp::prepareApplication(); }
 
-  void cleanup() {
-    app_.window.reset();
-    app_.engine.reset();
-  }
+  void cleanup() { app_.close(); }
 
   void attached_pdf_is_listed_with_its_exact_token_count_and_text() {
     openWindow();

@@ -170,12 +170,10 @@ int run(QCoreApplication& app) {
   if (p.isSet("model") && has_random)
     usage_error("give one of --model DIR or --random-weights PRESET, not both");
   // Without either, the bundled demo model (issue 4: it is the programs' default).
-  QString model_dir = p.value("model");
-  if (!has_random && model_dir.isEmpty()) {
-    model_dir = resa::app::defaultModelDir();
-    if (model_dir.isEmpty())
-      usage_error("no --model DIR given and the bundled demo model was not found (looked in " +
-                  resa::app::defaultModelCandidates().join(", ").toStdString() + ")");
+  QString model_dir, no_model;
+  if (!has_random) {
+    model_dir = resa::app::modelDirOrDefault(p.value("model"), &no_model);
+    if (model_dir.isEmpty()) usage_error(no_model.toStdString());
   }
   if (!p.isSet("chat") && !p.isSet("prompt") && !p.isSet("file"))
     usage_error("nothing to do: give --prompt TEXT, --file PATH or --chat");

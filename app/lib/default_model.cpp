@@ -23,4 +23,15 @@ QString defaultModelDir() {
   return {};
 }
 
+QString modelDirOrDefault(const QString& given, QString* error) {
+  if (!given.isEmpty()) return given;
+  const QString dir = defaultModelDir();
+  if (dir.isEmpty() && error)
+    *error = QStringLiteral(
+                 "no --model DIR given and the bundled demo model was not found "
+                 "(looked in %1)")
+                 .arg(defaultModelCandidates().join(QStringLiteral(", ")));
+  return dir;
+}
+
 }  // namespace resa::app

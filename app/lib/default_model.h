@@ -16,4 +16,8 @@ QStringList defaultModelCandidates();
 // The first candidate that holds config.json, or an empty string.
 QString defaultModelDir();
 
+// The model folder a program runs: `given` (its --model) when not empty, else the default
+// model; empty, with `error` saying where it looked, when there is none.
+QString modelDirOrDefault(const QString& given, QString* error);
+
 }  // namespace resa::app

@@ -2,6 +2,7 @@
 // settings in a temporary folder, with a model loaded on its engine thread.
 #pragma once
 
+#include <QApplication>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTest>
@@ -15,10 +16,17 @@
 #include "app/lib/settings.h"
 #include "ui/empty_state.h"
 #include "ui/main_window.h"
+#include "ui/theme.h"
 
 namespace resa::test {
 
 struct GuiApp {
+  // Once per suite (initTestCase): the meta types queued signals carry, and the app's theme.
+  static void prepareApplication() {
+    app::registerAppMetaTypes();
+    ui::applyTheme(*qApp);
+  }
+
   std::unique_ptr<QTemporaryDir> dir;
   std::unique_ptr<app::ConversationStore> store;
   std::unique_ptr<app::Settings> settings;
@@ -44,6 +52,12 @@ struct GuiApp {
     QSignalSpy ready(window.get(), &ui::MainWindow::modelReady);
     window->loadModel(source);
     QVERIFY2(ready.wait(60000), qPrintable(window->banner()->text()));
+  }
+
+  // After each test: the window, then the engine thread.
+  void close() {
+    window.reset();
+    engine.reset();
   }
 };
 
