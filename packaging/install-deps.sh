@@ -8,7 +8,7 @@ pkgs=(
   qt6-base-dev qt6-charts-dev libqt6opengl6-dev libqt6svg6-dev qt6-pdf-dev libqt6sql6-sqlite
   libsqlite3-dev libsentencepiece-dev sentencepiece nlohmann-json3-dev libpcre2-dev libicu-dev
   fonts-dejavu-core
-  appstream desktop-file-utils
+  appstream desktop-file-utils file
 )
 missing=()
 for p in "${pkgs[@]}"; do
