@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include "app/lib/cli_args.h"
-#include "app/lib/default_model.h"
 #include "engine/conversation.h"
 #include "engine/error.h"
 #include "engine/model.h"
@@ -167,14 +166,7 @@ int run(QCoreApplication& app) {
     usage_error("unexpected argument '" + p.positionalArguments().first().toStdString() +
                 "' (did you mean --prompt?)");
   const bool has_random = p.isSet("random-weights");
-  if (p.isSet("model") && has_random)
-    usage_error("give one of --model DIR or --random-weights PRESET, not both");
-  // Without either, the bundled demo model (issue 4: it is the programs' default).
-  QString model_dir, no_model;
-  if (!has_random) {
-    model_dir = resa::app::modelDirOrDefault(p.value("model"), &no_model);
-    if (model_dir.isEmpty()) usage_error(no_model.toStdString());
-  }
+  const QString model_dir = resa::app::flag_model_dir(p);  // the demo model without flags
   if (!p.isSet("chat") && !p.isSet("prompt") && !p.isSet("file"))
     usage_error("nothing to do: give --prompt TEXT, --file PATH or --chat");
 

@@ -27,7 +27,6 @@
 #include "app/eval/report.h"
 #include "app/eval/tasks.h"
 #include "app/lib/cli_args.h"
-#include "app/lib/default_model.h"
 #include "engine/error.h"
 #include "engine/model.h"
 #include "engine/presets.h"
@@ -210,14 +209,7 @@ int run(QApplication& app) {
   if (!p.positionalArguments().isEmpty())
     usage_error("unexpected argument '" + p.positionalArguments().first().toStdString() + "'");
   const bool has_random = p.isSet("random-weights");
-  if (p.isSet("model") && has_random)
-    usage_error("give one of --model DIR or --random-weights PRESET, not both");
-  // Without either, the bundled demo model (the programs' default).
-  QString model_dir, no_model;
-  if (!has_random) {
-    model_dir = resa::app::modelDirOrDefault(p.value("model"), &no_model);
-    if (model_dir.isEmpty()) usage_error(no_model.toStdString());
-  }
+  const QString model_dir = resa::app::flag_model_dir(p);  // the demo model without flags
   const bool quick = p.isSet("quick");
 
   resa::eval::EvalSetup setup;

@@ -3,6 +3,7 @@
 #include <iostream>
 #include <stdexcept>
 
+#include "app/lib/default_model.h"
 #include "engine/error.h"
 
 namespace resa::app {
@@ -52,6 +53,17 @@ int run_program(const char* program, const std::function<int()>& body) {
     std::cerr << program << ": internal error: " << e.what() << std::endl;
     return 3;
   }
+}
+
+QString flag_model_dir(const QCommandLineParser& p) {
+  const bool random = p.isSet(QStringLiteral("random-weights"));
+  if (p.isSet(QStringLiteral("model")) && random)
+    usage_error("give one of --model DIR or --random-weights PRESET, not both");
+  if (random) return {};
+  QString no_model;
+  const QString dir = modelDirOrDefault(p.value(QStringLiteral("model")), &no_model);
+  if (dir.isEmpty()) usage_error(no_model.toStdString());
+  return dir;
 }
 
 }  // namespace resa::app

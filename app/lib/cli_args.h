@@ -26,6 +26,11 @@ int flag_int(const QCommandLineParser& p, const char* name, int lo, int hi);
 double flag_double(const QCommandLineParser& p, const char* name, double lo, double hi,
                    bool lo_open = false);
 
+// The model folder of --model, or, without it and without --random-weights, the bundled demo
+// model (the programs' default); empty with --random-weights. A UsageError when both flags are
+// given or no model can be found.
+QString flag_model_dir(const QCommandLineParser& p);
+
 // Runs body() and turns what it throws into a message on stderr, prefixed with `program`, and
 // the exit code above.
 int run_program(const char* program, const std::function<int()>& body);
