@@ -78,8 +78,28 @@ class Backend {
   virtual void linear_group(const float* x, int n, std::initializer_list<LinearJob> jobs) {
     for (const LinearJob& j : jobs) linear(x, n, *j.w, j.bias ? *j.bias : WeightView{}, j.y);
   }
+  // Fused pairs of the block. A GPU backend does each in one launch at batch 1; the defaults
+  // are the two ops in sequence, the reference the fused versions are tested against.
+  // residual[n][w.rows] += x . W^T (o-proj / down and the residual add; tmp: [n][w.rows]).
+  virtual void linear_residual(const float* x, int n, const WeightView& w, float* tmp,
+                               float* residual) {
+    linear(x, n, w, {}, tmp);
+    add(residual, tmp, int64_t(n) * w.rows);
+  }
+  // gate = silu(x . Wg^T) * (x . Wu^T), [n][w_gate.rows]; up is scratch of the same size.
+  virtual void linear_silu_mul(const float* x, int n, const WeightView& w_gate,
+                               const WeightView& w_up, float* gate, float* up) {
+    linear_group(x, n, {{&w_gate, nullptr, gate}, {&w_up, nullptr, up}});
+    silu_mul(gate, up, int64_t(n) * w_gate.rows);
+  }
   // Rotary embedding at the pass's positions. inv_freq: [head_dim / 2] in backend memory.
   virtual void rope(float* x, int n, int heads, int head_dim, const float* inv_freq) = 0;
+  // rope() of q [n][heads][head_dim] and k [n][kv_heads][head_dim].
+  virtual void rope_qk(float* q, float* k, int n, int heads, int kv_heads, int head_dim,
+                       const float* inv_freq) {
+    rope(q, n, heads, head_dim, inv_freq);
+    rope(k, n, kv_heads, head_dim, inv_freq);
+  }
   virtual void silu_mul(float* gate, const float* up, int64_t count) = 0;
   virtual void add(float* x, const float* y, int64_t count) = 0;
   // Writes the pass's K and V ([n][kv_heads][head_dim]) of one layer and recomputes the

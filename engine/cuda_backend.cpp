@@ -276,6 +276,12 @@ class CudaBackend final : public Backend {
       decode_ws_floats_ = ws;
       ++epoch_;
     }
+    // One-time kernel set-up (shared-memory limits, occupancy) before any graph capture.
+    (void)cuda::decode_supported(c.head_dim, c.num_heads / std::max(c.num_kv_heads, 1));
+    // The split counters of this shape start at zero (the kernel leaves them zero after use).
+    check(cuda::decode_workspace_init(static_cast<float*>(decode_ws_.get()), c.num_heads,
+                                      c.head_dim, splits, stream_),
+          "decode_workspace_init");
     splits_ = splits;
     auto storage = std::make_unique<CudaKvStorage>(*this, c, block_size, capacity);
     return std::make_unique<KvCache>(c, block_size, capacity, std::move(storage));
@@ -368,6 +374,27 @@ class CudaBackend final : public Backend {
   }
   void rope(float* x, int n, int heads, int head_dim, const float* inv_freq) override {
     check(cuda::rope(x, n, heads, head_dim, state(), inv_freq, stream_), "rope");
+  }
+  void rope_qk(float* q, float* k, int n, int heads, int kv_heads, int head_dim,
+               const float* inv_freq) override {
+    check(cuda::rope_qk(q, heads, k, kv_heads, n, head_dim, state(), inv_freq, stream_), "rope_qk");
+  }
+  // Batch 1: the residual add and SiLU * up happen in the GEMV's epilogue (one launch each).
+  void linear_residual(const float* x, int n, const WeightView& w, float* tmp,
+                       float* residual) override {
+    if (n != 1) return Backend::linear_residual(x, n, w, tmp, residual);
+    const cuda::GemvSegment seg{bf16(w), nullptr, residual, int(w.rows)};
+    check(cuda::gemv_bf16(x, int(w.cols), &seg, 1, stream_, cuda::GemvOut::kAccumulate),
+          "gemv_bf16 (residual)");
+  }
+  void linear_silu_mul(const float* x, int n, const WeightView& w_gate, const WeightView& w_up,
+                       float* gate, float* up) override {
+    if (n != 1 || w_gate.rows != w_up.rows || w_gate.cols != w_up.cols)
+      return Backend::linear_silu_mul(x, n, w_gate, w_up, gate, up);
+    const cuda::GemvSegment seg[2] = {{bf16(w_gate), nullptr, gate, int(w_gate.rows)},
+                                      {bf16(w_up), nullptr, up, int(w_up.rows)}};
+    check(cuda::gemv_bf16(x, int(w_gate.cols), seg, 2, stream_, cuda::GemvOut::kSiluMul),
+          "gemv_bf16 (silu * up)");
   }
   void silu_mul(float* gate, const float* up, int64_t count) override {
     check(cuda::silu_mul(gate, up, count, stream_), "silu_mul");

@@ -35,23 +35,43 @@ struct DevMem {
   }
 };
 
-// Median / p10 / p90 of `repeats` timed runs of f (each timed with device events) after warm-up.
-OpTiming time_op(const std::function<void(cudaStream_t)>& f, int repeats, cudaStream_t s) {
+// Median / p10 / p90 of `repeats` timed runs of f after warm-up, timed with device events.
+// batch > 0 (kernels of a decode step, microseconds each): `batch` calls of f are captured in one
+// CUDA graph, as in a decode step, and each replay's time / batch is one sample, so the host's
+// launch overhead stays out of the figure. batch == 0: f launched directly (long operations).
+OpTiming time_op(const std::function<void(cudaStream_t)>& f, int repeats, cudaStream_t s,
+                 int batch = 0) {
   cudaEvent_t a, b;
   cudaEventCreate(&a);
   cudaEventCreate(&b);
-  for (int i = 0; i < 3; ++i) f(s);
+  cudaGraphExec_t exec = nullptr;
+  if (batch > 0) {
+    cudaGraph_t g = nullptr;
+    ck(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal), "capture");
+    for (int i = 0; i < batch; ++i) f(s);
+    ck(cudaStreamEndCapture(s, &g), "capture");
+    ck(cudaGraphInstantiate(&exec, g, 0), "graph instantiate");
+    cudaGraphDestroy(g);
+  }
+  auto run = [&] {
+    if (exec)
+      ck(cudaGraphLaunch(exec, s), "graph launch");
+    else
+      f(s);
+  };
+  for (int i = 0; i < 3; ++i) run();
   ck(cudaStreamSynchronize(s), "warm-up");
   std::vector<double> us;
   for (int i = 0; i < repeats; ++i) {
     cudaEventRecord(a, s);
-    f(s);
+    run();
     cudaEventRecord(b, s);
     ck(cudaEventSynchronize(b), "timed run");
     float ms = 0;
     cudaEventElapsedTime(&ms, a, b);
-    us.push_back(ms * 1000.0);
+    us.push_back(ms * 1000.0 / std::max(batch, 1));
   }
+  if (exec) cudaGraphExecDestroy(exec);
   cudaEventDestroy(a);
   cudaEventDestroy(b);
   std::sort(us.begin(), us.end());
@@ -117,48 +137,111 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
     }
   }
   if (all || op == "gemv") {
-    // The matrices of a llama-3.1-8b decode step (q/k/v fused, gate/up fused).
+    // The GEMV launches of a llama-3.1-8b decode step, as CudaBackend issues them: q/k/v as one
+    // launch of three segments, o and down with the residual add fused, gate/up with SiLU * up.
+    using resa::cuda::GemvOut;
     struct M {
       const char* name;
-      int rows, k;
+      int segs[3];
+      int k;
+      GemvOut mode;
     };
-    for (const M m : {M{"qkv", 6144, 4096}, M{"o", 4096, 4096}, M{"gate_up", 28672, 4096},
-                      M{"down", 4096, 14336}, M{"lm_head", 128256, 4096}}) {
-      // Rotate among copies so the stream does not come from L2.
-      const size_t bytes = size_t(m.rows) * m.k * 2;
-      const int copies = int(std::max<size_t>(1, (size_t(200) << 20) / bytes + 1));
+    const M step[] = {{"qkv", {4096, 1024, 1024}, 4096, GemvOut::kStore},
+                      {"o+residual", {4096, 0, 0}, 4096, GemvOut::kAccumulate},
+                      {"gate_up+silu", {14336, 14336, 0}, 4096, GemvOut::kSiluMul},
+                      {"down+residual", {4096, 0, 0}, 14336, GemvOut::kAccumulate},
+                      {"lm_head", {128256, 0, 0}, 4096, GemvOut::kStore}};
+    auto rows_of = [](const M& m) { return m.segs[0] + m.segs[1] + m.segs[2]; };
+    // A set of weights: one matrix per segment, y buffers, x of k random values.
+    struct Set {
       std::vector<std::unique_ptr<DevMem>> w;
-      for (int c = 0; c < copies; ++c) {
-        w.push_back(std::make_unique<DevMem>(bytes));
-        fill_bf16(w.back()->as<uint16_t>(), size_t(m.rows) * m.k, c + 1);
+      std::unique_ptr<DevMem> x, y;
+      int count = 0;
+    };
+    auto make_set = [&](const M& m, uint64_t seed) {
+      Set st;
+      for (int i = 0; i < 3 && m.segs[i] > 0; ++i, ++st.count) {
+        st.w.push_back(std::make_unique<DevMem>(size_t(m.segs[i]) * m.k * 2));
+        fill_bf16(st.w.back()->as<uint16_t>(), size_t(m.segs[i]) * m.k, seed * 7 + i);
       }
-      DevMem x(size_t(m.k) * 4), y(size_t(m.rows) * 4);
-      ck(cudaMemset(x.p, 0x3c, size_t(m.k) * 4), "memset");
+      st.x = std::make_unique<DevMem>(size_t(m.k) * 4);
+      st.y = std::make_unique<DevMem>(size_t(rows_of(m)) * 4);
+      fill_bf16(st.x->as<uint16_t>(), size_t(m.k) * 2, seed + 99);  // bf16 pairs read as f32
+      ck(cudaMemset(st.y->p, 0, size_t(rows_of(m)) * 4), "memset");
+      return st;
+    };
+    auto run_set = [&](const M& m, const Set& st, cudaStream_t x) {
+      resa::cuda::GemvSegment seg[3];
+      float* y = st.y->as<float>();
+      for (int i = 0; i < st.count; ++i) {
+        seg[i] = {st.w[i]->as<uint16_t>(), nullptr, y, m.segs[i]};
+        y += m.mode == GemvOut::kSiluMul ? 0 : m.segs[i];
+      }
+      ck(resa::cuda::gemv_bf16(st.x->as<float>(), m.k, seg, st.count, x, m.mode), "gemv");
+    };
+    // Each launch alone, 20 to a graph, rotating among copies so the stream does not come from
+    // L2.
+    for (const M& m : step) {
+      const size_t bytes = size_t(rows_of(m)) * m.k * 2;
+      const int copies = int(std::max<size_t>(1, (size_t(256) << 20) / bytes + 1));
+      std::vector<Set> sets;
+      for (int c = 0; c < copies; ++c) sets.push_back(make_set(m, c + 1));
       int it = 0;
-      OpTiming t = time_op(
-          [&](cudaStream_t st) {
-            resa::cuda::GemvSegment seg{w[it++ % copies]->as<uint16_t>(), nullptr, y.as<float>(),
-                                        m.rows};
-            ck(resa::cuda::gemv_bf16(x.as<float>(), m.k, &seg, 1, st), "gemv");
-          },
-          repeats, s);
+      OpTiming t =
+          time_op([&](cudaStream_t x) { run_set(m, sets[it++ % copies], x); }, repeats, s, 20);
       t.op = "gemv";
-      t.shape = std::string(m.name) + " " + std::to_string(m.rows) + "x" + std::to_string(m.k);
+      t.shape = std::string(m.name) + " " + std::to_string(rows_of(m)) + "x" + std::to_string(m.k);
       t.bytes = double(bytes);
+      t.gb_per_s = t.bytes / (t.us_median * 1e3);
+      out.push_back(t);
+    }
+    // The whole step's weight streaming: 32 layers of the four launches, then lm_head, in one
+    // graph with distinct weights (15 GB), as a decode step reads them.
+    {
+      std::vector<std::pair<const M*, Set>> chain;
+      for (int l = 0; l < 32; ++l)
+        for (int i = 0; i < 4; ++i)
+          chain.emplace_back(&step[i], make_set(step[i], 1000 + l * 4 + i));
+      chain.emplace_back(&step[4], make_set(step[4], 5000));
+      double bytes = 0;
+      for (const auto& [m, st] : chain) bytes += double(rows_of(*m)) * m->k * 2;
+      OpTiming t = time_op(
+          [&](cudaStream_t x) {
+            for (const auto& [m, st] : chain) run_set(*m, st, x);
+          },
+          std::min(repeats, 50), s, 1);
+      t.op = "gemv_step";
+      t.shape = "llama-3.1-8b: 32 x (qkv, o+residual, gate_up+silu, down+residual) + lm_head";
+      t.bytes = bytes;
       t.gb_per_s = t.bytes / (t.us_median * 1e3);
       out.push_back(t);
     }
   }
   if (all || op == "attention" || op == "selection") {
-    const int d = head_dim, group = heads / kv_heads;
+    using resa::cuda::DecodeKernel;
+    using resa::cuda::TopkKernel;
+    const int d = head_dim;
     for (int ctx : contexts) {
       const int cap = ctx + 16, cap_blocks = (cap + block_size - 1) / block_size;
       const size_t kv_elems = size_t(kv_heads) * cap * d;
-      DevMem k(kv_elems * 2), v(kv_elems * 2), summ(size_t(kv_heads) * cap_blocks * 2 * d * 2);
-      resa::cuda::KvLayerDev L{
-          k.as<uint16_t>(), v.as<uint16_t>(), summ.as<uint16_t>(), kv_heads, d, block_size, cap,
-          cap_blocks};
-      ck(resa::cuda::kv_fill_random(L, ctx, 42, s), "fill");
+      const double kv_bytes = double(kv_heads) * ctx * d * 2 * 2;
+      // Copies of the layer, rotated call by call, so that short contexts stream from memory
+      // and not from L2 (the ops run back to back in a graph).
+      const int copies = std::clamp(int(std::ceil(400e6 / kv_bytes)), 1, 8);
+      std::vector<std::unique_ptr<DevMem>> mem;
+      std::vector<resa::cuda::KvLayerDev> layers;
+      for (int c = 0; c < copies; ++c) {
+        mem.push_back(std::make_unique<DevMem>(kv_elems * 2));
+        mem.push_back(std::make_unique<DevMem>(kv_elems * 2));
+        mem.push_back(std::make_unique<DevMem>(size_t(kv_heads) * cap_blocks * 2 * d * 2));
+        const size_t n = mem.size();
+        layers.push_back(resa::cuda::KvLayerDev{
+            mem[n - 3]->as<uint16_t>(), mem[n - 2]->as<uint16_t>(), mem[n - 1]->as<uint16_t>(),
+            kv_heads, d, block_size, cap, cap_blocks});
+        ck(resa::cuda::kv_fill_random(layers.back(), ctx, 42 + c, s), "fill");
+      }
+      int it = 0;
+      auto layer = [&]() -> const resa::cuda::KvLayerDev& { return layers[it++ % copies]; };
       DevMem q(size_t(heads) * d * 4), o(size_t(heads) * d * 4), st(sizeof(resa::cuda::PassState));
       {
         std::vector<float> hq(size_t(heads) * d);
@@ -172,6 +255,7 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       const auto* state = st.as<resa::cuda::PassState>();
       const int splits = resa::cuda::decode_splits(kv_heads, sms);
       DevMem ws(resa::cuda::decode_workspace_floats(heads, d, splits) * 4);
+      ck(resa::cuda::decode_workspace_init(ws.as<float>(), heads, d, splits, s), "ws init");
       DevMem sel_scores(size_t(kv_heads) * cap_blocks * 4),
           sel_blocks(size_t(kv_heads) * cap_blocks * 4), sel_count(size_t(kv_heads) * 4);
       resa::cuda::SelectionDev sel{sel_scores.as<float>(), sel_blocks.as<int>(),
@@ -179,68 +263,70 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       resa::cuda::SelectParams sp{ratio, min_blocks, 1, true};
       const float scale = 1.0f / std::sqrt(float(d));
       const std::string shape = "ctx=" + std::to_string(ctx) + " heads=" + std::to_string(heads) +
-                                "/" + std::to_string(kv_heads) + " d=" + std::to_string(d) +
-                                " s" + std::to_string(splits);
+                                "/" + std::to_string(kv_heads) + " d=" + std::to_string(d) + " s" +
+                                std::to_string(splits);
       const int nb = (ctx + block_size - 1) / block_size;
-      const double kv_bytes = double(kv_heads) * ctx * d * 2 * 2;
       const double summ_bytes = double(kv_heads) * nb * 2 * d * 2;
-      auto add = [&](OpTiming t, const char* name, double bytes) {
+      const int budget =
+          std::min(nb, std::max(int(std::ceil(nb * ratio - 1e-9)), std::min(nb, min_blocks)));
+      const double sparse_kv = double(kv_heads) * budget * block_size * d * 2 * 2;
+      auto add = [&](OpTiming t, const std::string& name, double bytes) {
         t.op = name;
         t.shape = shape;
         t.bytes = bytes;
         t.gb_per_s = bytes / (t.us_median * 1e3);
         out.push_back(t);
       };
-      (void)group;
-      add(time_op(
-              [&](cudaStream_t x) {
-                ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale,
-                                                state, nullptr, splits, ws.as<float>(), x),
-                   "decode");
-              },
-              repeats, s),
-          "attn_dense", kv_bytes);
-      add(time_op(
-              [&](cudaStream_t x) {
-                ck(resa::cuda::block_scores(L, q.as<float>(), heads, scale, state, sel.scores, sms,
-                                            x),
-                   "scores");
-              },
-              repeats, s),
+      constexpr int kBatch = 10;
+      auto timed = [&](const std::function<void(cudaStream_t)>& f) {
+        return time_op(f, repeats, s, kBatch);
+      };
+      auto select = [&](const resa::cuda::KvLayerDev& L, cudaStream_t x, TopkKernel tk) {
+        ck(resa::cuda::select_blocks(L, q.as<float>(), heads, scale, sp, state, sel, sms, x, tk),
+           "select");
+      };
+      auto decode = [&](const resa::cuda::KvLayerDev& L, cudaStream_t x, bool sparse,
+                        DecodeKernel dk) {
+        ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale, state,
+                                        sparse ? &sel : nullptr, splits, ws.as<float>(), x, dk),
+           "decode");
+      };
+      // Every decode kernel that takes the shape ("", the default one; "_simt", "_fast").
+      struct Variant {
+        const char* suffix;
+        DecodeKernel kernel;
+      };
+      std::vector<Variant> variants = {{"", DecodeKernel::kAuto}};
+      for (const Variant v :
+           {Variant{"_simt", DecodeKernel::kSimt}, Variant{"_fast", DecodeKernel::kFast}})
+        if (resa::cuda::decode_supported(d, heads / kv_heads, v.kernel)) variants.push_back(v);
+      for (const Variant& v : variants)
+        add(timed([&](cudaStream_t x) { decode(layer(), x, false, v.kernel); }),
+            std::string("attn_dense") + v.suffix, kv_bytes);
+      add(timed([&](cudaStream_t x) {
+            ck(resa::cuda::block_scores(layer(), q.as<float>(), heads, scale, state, sel.scores,
+                                        sms, x),
+               "scores");
+          }),
           "scores", summ_bytes);
-      add(time_op([&](cudaStream_t x) { ck(resa::cuda::top_blocks(L, sp, state, sel, x), "topk"); },
-                  repeats, s),
-          "topk", double(kv_heads) * nb * 4);
-      add(time_op(
-              [&](cudaStream_t x) {
-                ck(resa::cuda::select_blocks(L, q.as<float>(), heads, scale, sp, state, sel, sms,
-                                             x),
-                   "select");
-              },
-              repeats, s),
-          "select", summ_bytes);
-      const int budget =
-          std::min(nb, std::max(int(std::ceil(nb * ratio - 1e-9)), std::min(nb, min_blocks)));
-      const double sparse_kv = double(kv_heads) * budget * block_size * d * 2 * 2;
-      add(time_op(
-              [&](cudaStream_t x) {
-                ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale,
-                                                state, &sel, splits, ws.as<float>(), x),
-                   "sparse");
-              },
-              repeats, s),
-          "attn_sparse", sparse_kv);
-      add(time_op(
-              [&](cudaStream_t x) {
-                ck(resa::cuda::select_blocks(L, q.as<float>(), heads, scale, sp, state, sel, sms,
-                                             x),
-                   "select");
-                ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale,
-                                                state, &sel, splits, ws.as<float>(), x),
-                   "sparse");
-              },
-              repeats, s),
-          "sparse_step", sparse_kv + summ_bytes);
+      for (const auto& [name, tk] :
+           {std::pair{"topk", TopkKernel::kAuto}, std::pair{"topk_loop", TopkKernel::kLoop}})
+        add(timed([&, tk = tk](cudaStream_t x) {
+              ck(resa::cuda::top_blocks(layer(), sp, state, sel, x, tk), "topk");
+            }),
+            name, double(kv_heads) * nb * 4);
+      add(timed([&](cudaStream_t x) { select(layer(), x, TopkKernel::kAuto); }), "select",
+          summ_bytes);
+      for (const Variant& v : variants) {
+        add(timed([&](cudaStream_t x) { decode(layer(), x, true, v.kernel); }),
+            std::string("attn_sparse") + v.suffix, sparse_kv);
+        add(timed([&](cudaStream_t x) {
+              const resa::cuda::KvLayerDev& L = layer();
+              select(L, x, TopkKernel::kAuto);
+              decode(L, x, true, v.kernel);
+            }),
+            std::string("sparse_step") + v.suffix, sparse_kv + summ_bytes);
+      }
     }
   }
   if (all || op == "prefill") {
@@ -263,8 +349,7 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
           cap_blocks};
       ck(resa::cuda::kv_fill_random(L, c.ctx, 42, s), "fill");
       const size_t q_floats = size_t(c.n) * heads * d;
-      DevMem q(q_floats * 4), o(q_floats * 4), ws(kWsFloats * 4),
-          st(sizeof(resa::cuda::PassState));
+      DevMem q(q_floats * 4), o(q_floats * 4), ws(kWsFloats * 4), st(sizeof(resa::cuda::PassState));
       const int pos0 = c.ctx - c.n;
       {
         std::vector<float> hq(q_floats);
@@ -285,10 +370,10 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
         const bool tc = kern == PrefillKernel::kTensorCore;
         if (tc && !resa::cuda::prefill_tc_supported(d, heads / kv_heads)) continue;
         const size_t per_split = resa::cuda::prefill_workspace_floats(c.n, heads, d, 1);
-        const int splits =
-            std::max(1, int(std::min<size_t>(size_t(resa::cuda::prefill_splits(
-                                                  c.n, heads, d, kv_heads, c.ctx, sms, kern)),
-                                              kWsFloats / per_split)));
+        const int splits = std::max(
+            1, int(std::min<size_t>(
+                   size_t(resa::cuda::prefill_splits(c.n, heads, d, kv_heads, c.ctx, sms, kern)),
+                   kWsFloats / per_split)));
         OpTiming t = time_op(
             [&](cudaStream_t x) {
               ck(resa::cuda::attention_prefill(L, q.as<float>(), o.as<float>(), c.n, heads, scale,

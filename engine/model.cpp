@@ -228,7 +228,7 @@ void Model::layers_and_logits(int n, KvCache& kv, const ResaParams* sparse, bool
                               bool logits) {
   const ModelConfig& c = config_;
   const ModelWeights& W = *w_;
-  const int64_t hd = c.hidden_size, id = c.intermediate_size;
+  const int64_t hd = c.hidden_size;
   Backend& b = *backend_;
   float *x = x_.f32(), *h = h_.f32(), *q = q_.f32(), *k = k_.f32(), *v = v_.f32();
   float *att = att_.f32(), *gate = gate_.f32(), *up = up_.f32(), *tmp = tmp_.f32();
@@ -239,18 +239,14 @@ void Model::layers_and_logits(int n, KvCache& kv, const ResaParams* sparse, bool
     // Attention block: norm, q/k/v, rope, attention(mode), o-proj, residual.
     b.rmsnorm(x, w.attn_norm, n, c.rms_norm_eps, h);
     b.linear_group(h, n, {{&w.wq, &w.bq, q}, {&w.wk, &w.bk, k}, {&w.wv, &w.bv, v}});
-    b.rope(q, n, c.num_heads, c.head_dim, inv_freq_buf_.f32());
-    b.rope(k, n, c.num_kv_heads, c.head_dim, inv_freq_buf_.f32());
+    b.rope_qk(q, k, n, c.num_heads, c.num_kv_heads, c.head_dim, inv_freq_buf_.f32());
     b.kv_write(kv, l, k, v);
     attention_layer(l, n, kv, sparse, count_hits);
-    b.linear(att, n, w.wo, {}, tmp);
-    b.add(x, tmp, n * hd);
+    b.linear_residual(att, n, w.wo, tmp, x);
     // MLP block: norm, gate/up, SiLU * up, down, residual.
     b.rmsnorm(x, w.mlp_norm, n, c.rms_norm_eps, h);
-    b.linear_group(h, n, {{&w.w_gate, nullptr, gate}, {&w.w_up, nullptr, up}});
-    b.silu_mul(gate, up, n * id);
-    b.linear(gate, n, w.w_down, {}, tmp);
-    b.add(x, tmp, n * hd);
+    b.linear_silu_mul(h, n, w.w_gate, w.w_up, gate, up);
+    b.linear_residual(gate, n, w.w_down, tmp, x);
   }
   if (logits) {
     const float* last = x + (n - 1) * hd;

@@ -197,10 +197,12 @@ class TestGpuKernels : public QObject {
     QTest::addColumn<int>("k");
     QTest::addColumn<int>("m");
     QTest::addColumn<int>("segments");
-    for (auto [k, m] : {std::pair{8, 1}, {64, 3}, {256, 129}, {1000, 37}, {4096, 1024}, {
-                          2052,
-                          81
-                        }})
+    // 20000 and 9000 rows: more rows than one wave of resident warps, several rows per warp.
+    for (auto [k, m] :
+         {std::pair{8, 1}, {64, 3}, {256, 129}, {1000, 37}, {4096, 1024}, {2052, 81}, {64, 20000}, {
+            2048,
+            9000
+          }})
       for (int s : {1, 3}) QTest::addRow("k%d_m%d_seg%d", k, m, s) << k << m << s;
   }
   void gemv_matches_cpu_matmul() {
@@ -237,6 +239,49 @@ class TestGpuKernels : public QObject {
       const double e = rel_l2(got.data(), ref[s].data(), got.size());
       QVERIFY2(e < 1e-5, qPrintable(QString("segment %1: error %2").arg(s).arg(e)));
       QVERIFY2(dy[s]->guards_intact(), "gemv wrote outside its output");
+    }
+  }
+
+  // The fused epilogues: y += W x (residual add) and silu(Wg x) * (Wu x), against the CPU ops
+  // they replace (matmul, then add / silu_mul).
+  void gemv_fused_outputs_match_cpu() {
+    for (auto [k, m] : {std::pair{64, 3}, {1000, 37}, {4096, 1024}, {2048, 9000}, { 2052, 81 }}) {
+      std::mt19937_64 rng(k * 13 + m);
+      const std::vector<float> x = randn(k, rng);
+      const std::vector<uint16_t> wg = to_bf16(randn(size_t(m) * k, rng, 0.1f));
+      const std::vector<uint16_t> wu = to_bf16(randn(size_t(m) * k, rng, 0.1f));
+      const std::vector<float> res0 = randn(m, rng);
+      Dev<float> dx(k), dres(m), dgate(m), dup(m);
+      Dev<uint16_t> dwg(wg.size()), dwu(wu.size());
+      dx.put(x), dres.put(res0), dwg.put(wg), dwu.put(wu);
+      std::vector<float> g(m), u(m), res = res0;
+      resa::cpu::matmul_bf16(x.data(), 1, k, wg.data(), m, nullptr, g.data());
+      resa::cpu::matmul_bf16(x.data(), 1, k, wu.data(), m, nullptr, u.data());
+      for (int r = 0; r < m; ++r) res[r] += g[r];
+      resa::cpu::silu_mul(g.data(), u.data(), m);
+
+      const resa::cuda::GemvSegment acc{dwg.get(), nullptr, dres.get(), m};
+      CK(resa::cuda::gemv_bf16(dx.get(), k, &acc, 1, nullptr, resa::cuda::GemvOut::kAccumulate));
+      const resa::cuda::GemvSegment glu[2] = {{dwg.get(), nullptr, dgate.get(), m},
+                                              { dwu.get(),
+                                                nullptr,
+                                                dup.get(),
+                                                m }};
+      CK(resa::cuda::gemv_bf16(dx.get(), k, glu, 2, nullptr, resa::cuda::GemvOut::kSiluMul));
+      CK(cudaDeviceSynchronize());
+      const std::vector<float> got_res = dres.take(), got_gate = dgate.take();
+      const double e_res = rel_l2(got_res.data(), res.data(), m);
+      const double e_glu = rel_l2(got_gate.data(), g.data(), m);
+      QVERIFY2(e_res < 1e-5,
+               qPrintable(QString("k %1 m %2: residual error %3").arg(k).arg(m).arg(e_res)));
+      QVERIFY2(e_glu < 1e-5,
+               qPrintable(QString("k %1 m %2: silu*up error %3").arg(k).arg(m).arg(e_glu)));
+      QVERIFY2(dres.guards_intact() && dgate.guards_intact(), "gemv wrote outside its output");
+      // kSiluMul writes only the gate output: up is left as it was (the sentinel).
+      const std::vector<float> up_after = dup.take();
+      uint32_t bits;
+      std::memcpy(&bits, &up_after[0], 4);
+      QCOMPARE(bits, kSentinel);
     }
   }
 
@@ -280,6 +325,21 @@ class TestGpuKernels : public QObject {
       const std::vector<float> got = dx.take();
       const double e = rel_l2(got.data(), ref.data(), ref.size());
       QVERIFY2(e < 1e-5, qPrintable(QString("rope hd %1: %2").arg(hd).arg(e)));
+      // q and k (another head count) in one launch: each as rope() alone.
+      const int kheads = 2;
+      std::vector<float> xk = randn(size_t(n) * kheads * hd, rng), refk = xk;
+      resa::cpu::rope(refk.data(), n, kheads, hd, pos.data(), inv.data());
+      Dev<float> dq(x.size()), dk(xk.size());
+      dq.put(x);
+      dk.put(xk);
+      CK(resa::cuda::rope_qk(dq.get(), heads, dk.get(), kheads, n, hd, st.get(), dinv.get(),
+                             nullptr));
+      const std::vector<float> gq = dq.take(), gk = dk.take();
+      const double eq = rel_l2(gq.data(), ref.data(), ref.size());
+      const double ek = rel_l2(gk.data(), refk.data(), refk.size());
+      QVERIFY2(eq < 1e-5 && ek < 1e-5,
+               qPrintable(QString("rope_qk hd %1: q %2, k %3").arg(hd).arg(eq).arg(ek)));
+      QVERIFY(dq.guards_intact() && dk.guards_intact());
     }
   }
 
@@ -314,6 +374,7 @@ class TestGpuKernels : public QObject {
     const float scale = 1.0f / std::sqrt(float(d));
     const int splits = resa::cuda::decode_splits(kvh, 132);
     Dev<float> ws(resa::cuda::decode_workspace_floats(heads, d, splits));
+    CK(resa::cuda::decode_workspace_init(ws.get(), heads, d, splits, nullptr));
 
     // Dense decode at position ctx - 1.
     std::vector<float> q = randn(size_t(heads) * d, rng), ref(q.size());
@@ -325,19 +386,39 @@ class TestGpuKernels : public QObject {
     dq.put(q);
     DevState st(ctx - 1, 1, ctx);
     const size_t dout_bytes = q.size() * sizeof(float);
-    // With the engine's split count and with one split; the output poisoned before, its guard
-    // bytes checked after.
+    // Each decode kernel that takes the shape, with the engine's split count, 3 splits (long
+    // ranges per split) and one split, twice in a row on the same workspace (the fused combine's
+    // counters must be back at zero); the output poisoned before each call, its guard bytes
+    // checked after. The 3-split layout's counters lie inside the engine layout's partials:
+    // initialised before its calls.
+    using resa::cuda::DecodeKernel;
     auto each_decode = [&](const resa::cuda::SelectionDev* sd, const char* what) {
-      for (const int sp : {splits, 1}) {
-        cudaMemset(dout.get(), 0xff, dout_bytes);
-        if (resa::cuda::attention_decode(kv.dev, dq.get(), dout.get(), heads, scale, st.get(), sd,
-                                         sp, ws.get(), nullptr) != cudaSuccess)
-          return QString("%1 decode launch failed").arg(what);
-        const std::vector<float> g = dout.take();
-        const double err = rel_l2(g.data(), ref.data(), ref.size());
-        if (!(err < 2e-5))
-          return QString("%1 decode (splits %2) error %3").arg(what).arg(sp).arg(err);
-        if (!dout.guards_intact()) return QString("%1 decode wrote outside").arg(what);
+      for (const DecodeKernel kern : {DecodeKernel::kSimt, DecodeKernel::kFast}) {
+        if (!resa::cuda::decode_supported(d, group, kern)) continue;
+        const char* kname = kern == DecodeKernel::kSimt ? "simt" : "fast";
+        for (const int sp : {splits, 3, 1}) {
+          if (sp == 3 &&
+              resa::cuda::decode_workspace_init(ws.get(), heads, d, sp, nullptr) != cudaSuccess)
+            return QString("decode_workspace_init failed");
+          for (int rep = 0; rep < 2; ++rep) {
+            cudaMemset(dout.get(), 0xff, dout_bytes);
+            if (resa::cuda::attention_decode(kv.dev, dq.get(), dout.get(), heads, scale, st.get(),
+                                             sd, sp, ws.get(), nullptr, kern) != cudaSuccess)
+              return QString("%1 %2 decode launch failed").arg(what, kname);
+            const std::vector<float> g = dout.take();
+            const double err = rel_l2(g.data(), ref.data(), ref.size());
+            if (!(err < 2e-5))
+              return QString("%1 %2 decode (splits %3, call %4) error %5")
+                  .arg(what, kname)
+                  .arg(sp)
+                  .arg(rep + 1)
+                  .arg(err);
+            if (!dout.guards_intact())
+              return QString("%1 %2 decode wrote outside").arg(what, kname);
+            if (!ws.guards_intact())
+              return QString("%1 %2 decode wrote outside its workspace").arg(what, kname);
+          }
+        }
       }
       return QString();
     };
@@ -401,9 +482,9 @@ class TestGpuKernels : public QObject {
       const double tol = kern == PrefillKernel::kSimt ? 2e-5 : kTcRelL2;
       for (bool split : {false, true}) {
         Dev<float> pws(size_t(1) << 20);
-        CK(resa::cuda::attention_prefill(kv.dev, dqn.get(), doutn.get(), n, heads, scale,
-                                         stn.get(), ctx, 132, split ? pws.get() : nullptr,
-                                         size_t(1) << 20, nullptr, kern));
+        CK(resa::cuda::attention_prefill(kv.dev, dqn.get(), doutn.get(), n, heads, scale, stn.get(),
+                                         ctx, 132, split ? pws.get() : nullptr, size_t(1) << 20,
+                                         nullptr, kern));
         CK(cudaDeviceSynchronize());
         const std::vector<float> got = doutn.take();
         const double e = rel_l2(got.data(), refn.data(), refn.size());
@@ -460,8 +541,8 @@ class TestGpuKernels : public QObject {
       if (sms == 1024 && ctx >= 512)
         QVERIFY2(splits > 1, qPrintable(QString("expected a key split, got %1").arg(splits)));
       Dev<float> dout(q.size());  // starts as NaN: an unwritten element fails
-      CK(resa::cuda::attention_prefill(kv.dev, dq.get(), dout.get(), n, heads, scale, st.get(),
-                                       ctx, sms ? sms : 132, sms ? ws.get() : nullptr, ws_floats,
+      CK(resa::cuda::attention_prefill(kv.dev, dq.get(), dout.get(), n, heads, scale, st.get(), ctx,
+                                       sms ? sms : 132, sms ? ws.get() : nullptr, ws_floats,
                                        nullptr, PrefillKernel::kTensorCore));
       CK(cudaDeviceSynchronize());
       const std::vector<float> got = dout.take();
@@ -490,17 +571,16 @@ class TestGpuKernels : public QObject {
       DevState st(pos0, n, ctx);
       const size_t ws_floats = resa::cuda::prefill_workspace_floats(n, heads, d, 128);
       Dev<float> ws(ws_floats), dref(q.size());
-      CK(resa::cuda::attention_prefill(kv.dev, dq.get(), dref.get(), n, heads, scale, st.get(),
-                                       ctx, 132, ws.get(), ws_floats, nullptr,
-                                       PrefillKernel::kSimt));
+      CK(resa::cuda::attention_prefill(kv.dev, dq.get(), dref.get(), n, heads, scale, st.get(), ctx,
+                                       132, ws.get(), ws_floats, nullptr, PrefillKernel::kSimt));
       CK(cudaDeviceSynchronize());
       const std::vector<float> ref = dref.take();
       for (float x : ref) QVERIFY2(std::isfinite(x), "SIMT prefill gave a non-finite value");
       for (int sms : {0, 132}) {
         Dev<float> dout(q.size());
         CK(resa::cuda::attention_prefill(kv.dev, dq.get(), dout.get(), n, heads, scale, st.get(),
-                                         ctx, sms ? sms : 132, sms ? ws.get() : nullptr,
-                                         ws_floats, nullptr, PrefillKernel::kTensorCore));
+                                         ctx, sms ? sms : 132, sms ? ws.get() : nullptr, ws_floats,
+                                         nullptr, PrefillKernel::kTensorCore));
         CK(cudaDeviceSynchronize());
         const std::vector<float> got = dout.take();
         const double e = rel_l2(got.data(), ref.data(), ref.size());
@@ -607,24 +687,45 @@ class TestGpuKernels : public QObject {
   void topk_matches_cpu_data() {
     QTest::addColumn<int>("nb");
     QTest::addColumn<int>("kvh");
+    QTest::addColumn<int>("cap_blocks");
     for (int nb : {1, 3, 9, 27, 81, 129, 257, 1023, 1024, 1025, 4097, 16384, 20000})
-      for (int kvh : {1, 2, 8}) QTest::addRow("nb%d_kvh%d", nb, kvh) << nb << kvh;
+      for (int kvh : {1, 2, 8}) QTest::addRow("nb%d_kvh%d", nb, kvh) << nb << kvh << nb + 3;
+    // The register kernel sizes itself by cap_blocks (rows of 1024 blocks): rows past nb, a
+    // partial row, every row full, one block in the largest size, and a cache past its reach.
+    for (auto [nb, kvh, cap] : {std::tuple{1, 1, 32768},
+                                {3000, 3, 8192},
+                                {5000, 2, 32768},
+                                {16385, 1, 16385},
+                                {32767, 1, 32768},
+                                {32768, 2, 32768},
+                                { 40000,
+                                  1,
+                                  40003 }})
+      QTest::addRow("nb%d_kvh%d_cap%d", nb, kvh, cap) << nb << kvh << cap;
   }
-  // The top-k kernel against select_top_blocks on the same scores, with random scores, mass
-  // ties, all scores equal, and +0 / -0 mixed (equal for the CPU's comparison); budgets from
-  // ratio 0.1 to every block, exactly min_blocks, nothing forced, and nothing at all. Identical
-  // ids and counts, hits counted, no write past the outputs.
+  // Both top-k kernels (registers where the cache fits them, and the loop) against
+  // select_top_blocks on the same scores, with random scores, mass ties, all scores equal, +0 /
+  // -0 mixed (equal for the CPU's comparison), and near-ties of either sign that differ only in
+  // the last mantissa bits (every radix pass); scores past nb that would win if read. Budgets
+  // from ratio 0.1 to every block, exactly min_blocks, nb - 1, nothing forced, and nothing at
+  // all. Identical ids and counts, hits counted, no write past the outputs.
   void topk_matches_cpu() {
     QFETCH(int, nb);
     QFETCH(int, kvh);
+    QFETCH(int, cap_blocks);
     const int bs = 16, ctx = nb * bs - (nb % 3) * 5;  // partial last block on some rows
-    const int cap_blocks = nb + 3;
     std::mt19937_64 rng(nb * 31 + kvh);
     resa::cuda::KvLayerDev kv{nullptr, nullptr, nullptr, kvh, 16, bs, cap_blocks * bs, cap_blocks};
     DevState st(ctx - 1, 1, ctx);
     Dev<float> dscores(size_t(kvh) * cap_blocks);
-    for (int mode = 0; mode < 4; ++mode) {
-      std::vector<float> scores(size_t(kvh) * cap_blocks, 0.f);
+    if (cap_blocks > 32768) {  // past the register kernel's reach: refused, nothing launched
+      resa::cuda::SelectionDev none{};
+      QCOMPARE(resa::cuda::top_blocks(kv, resa::cuda::SelectParams{}, st.get(), none, nullptr,
+                                      resa::cuda::TopkKernel::kRegisters),
+               cudaErrorInvalidValue);
+    }
+    for (int mode = 0; mode < 5; ++mode) {
+      std::vector<float> scores(size_t(kvh) * cap_blocks, 1e30f);
       std::normal_distribution<float> nd;
       for (int h = 0; h < kvh; ++h)
         for (int b = 0; b < nb; ++b) {
@@ -639,14 +740,28 @@ class TestGpuKernels : public QObject {
             case 2:
               x = 1.5f;
               break;
-            default:
+            case 3:
               x = (rng() % 3 == 0) ? 1.f : ((rng() & 1) ? 0.f : -0.f);
+              break;
+            default: {
+              const uint32_t sign = uint32_t(rng() & 1u) << 31;
+              const uint32_t u = (0x3f800000u + uint32_t(rng() % 8)) | sign;
+              std::memcpy(&x, &u, 4);
+            }
           }
         }
       dscores.put(scores);
-      for (auto [ratio, min_blocks, local, sink] :
-           {std::tuple{0.1, 16, 1, true}, {0.05, 3, 2, false}, {0.3, 1, 1, true},
-            {1.0, 16, 1, true}, {1e-6, 16, 1, true}, {0.1, 16, 0, false}, {0.0, 0, 0, false}}) {
+      for (auto [ratio, min_blocks, local, sink] : {std::tuple{0.1, 16, 1, true},
+                                                    {0.05, 3, 2, false},
+                                                    {0.3, 1, 1, true},
+                                                    {1.0, 16, 1, true},
+                                                    {1e-6, 16, 1, true},
+                                                    {0.1, 16, 0, false},
+                                                    {0.0, 0, 0, false},
+                                                    { 0.0,
+                                                      nb - 1,
+                                                      1,
+                                                      true }}) {
         resa::ResaParams rp;
         rp.ratio = ratio, rp.min_blocks = min_blocks, rp.local = local, rp.sink = sink;
         const int budget = resa::resa_budget(nb, rp);
@@ -654,35 +769,44 @@ class TestGpuKernels : public QObject {
         std::vector<uint32_t> ref_hits(nb, 0);
         for (int h = 0; h < kvh; ++h) {
           std::vector<int> out(nb), scratch(nb);
-          const int k = resa::cpu::select_top_blocks(scores.data() + size_t(h) * cap_blocks, nb,
-                                                     budget, sink, local, out.data(),
-                                                     scratch.data());
+          const int k =
+              resa::cpu::select_top_blocks(scores.data() + size_t(h) * cap_blocks, nb, budget, sink,
+                                           local, out.data(), scratch.data());
           ref[h].assign(out.begin(), out.begin() + k);
           for (int b : ref[h]) ++ref_hits[b];
         }
         resa::cuda::SelectParams sp{ratio, min_blocks, local, sink};
-        Dev<int> dblocks(size_t(kvh) * cap_blocks), dcount(kvh);
-        Dev<uint32_t> dhits(cap_blocks);
-        cudaMemset(dhits.get(), 0, cap_blocks * 4);
-        resa::cuda::SelectionDev sd{dscores.get(), dblocks.get(), dcount.get(), dhits.get()};
-        CK(resa::cuda::top_blocks(kv, sp, st.get(), sd, nullptr));
-        CK(cudaDeviceSynchronize());
-        const std::vector<int> blocks = dblocks.take(), count = dcount.take();
-        const std::vector<uint32_t> hits = dhits.take();
-        const QString where = QString("mode %1 ratio %2 min %3 local %4 sink %5")
-                                  .arg(mode)
-                                  .arg(ratio)
-                                  .arg(min_blocks)
-                                  .arg(local)
-                                  .arg(sink);
-        for (int h = 0; h < kvh; ++h) {
-          QVERIFY2(count[h] == int(ref[h].size()), qPrintable(where + " count"));
-          for (size_t i = 0; i < ref[h].size(); ++i)
-            QVERIFY2(blocks[size_t(h) * cap_blocks + i] == ref[h][i], qPrintable(where + " ids"));
+        for (auto kernel : {resa::cuda::TopkKernel::kRegisters, resa::cuda::TopkKernel::kLoop}) {
+          if (kernel == resa::cuda::TopkKernel::kRegisters && cap_blocks > 32768) continue;
+          Dev<int> dblocks(size_t(kvh) * cap_blocks), dcount(kvh);
+          Dev<uint32_t> dhits(cap_blocks);
+          cudaMemset(dhits.get(), 0, cap_blocks * 4);
+          resa::cuda::SelectionDev sd{dscores.get(), dblocks.get(), dcount.get(), dhits.get()};
+          CK(resa::cuda::top_blocks(kv, sp, st.get(), sd, nullptr, kernel));
+          CK(cudaDeviceSynchronize());
+          const std::vector<int> blocks = dblocks.take(), count = dcount.take();
+          const std::vector<uint32_t> hits = dhits.take();
+          const QString where =
+              QString("%1 kernel, mode %2 ratio %3 min %4 local %5 sink %6")
+                  .arg(kernel == resa::cuda::TopkKernel::kLoop ? "loop" : "registers")
+                  .arg(mode)
+                  .arg(ratio)
+                  .arg(min_blocks)
+                  .arg(local)
+                  .arg(sink);
+          for (int h = 0; h < kvh; ++h) {
+            QVERIFY2(count[h] == int(ref[h].size()), qPrintable(where + " count"));
+            for (size_t i = 0; i < ref[h].size(); ++i)
+              QVERIFY2(blocks[size_t(h) * cap_blocks + i] == ref[h][i], qPrintable(where + " ids"));
+            for (size_t i = ref[h].size(); i < size_t(cap_blocks); ++i)  // untouched past k
+              QVERIFY2(blocks[size_t(h) * cap_blocks + i] == int(kSentinel),
+                       qPrintable(where + " write past the count"));
+          }
+          for (int b = 0; b < cap_blocks; ++b)
+            QVERIFY2(hits[b] == (b < nb ? ref_hits[b] : 0u), qPrintable(where + " hits"));
+          QVERIFY2(dblocks.guards_intact(), qPrintable(where + " guards"));
+          QVERIFY2(dhits.guards_intact(), qPrintable(where + " hit guards"));
         }
-        for (int b = 0; b < nb; ++b) QVERIFY2(hits[b] == ref_hits[b], qPrintable(where + " hits"));
-        QVERIFY2(dblocks.guards_intact(), qPrintable(where + " guards"));
-        QVERIFY2(dhits.guards_intact(), qPrintable(where + " hit guards"));
       }
     }
   }
@@ -725,6 +849,36 @@ class TestGpuKernels : public QObject {
     }
     QVERIFY(kv.k->guards_intact());
     QVERIFY(kv.summ->guards_intact());
+
+    // One token (a decode step: the fused write + summary kernel): appended at 70 (block 4 grows
+    // to 7 positions), then position 40 rewritten inside a full block.
+    for (const auto& [pos, ctx_end] : {std::pair{70, 71}, { 40, 71 }}) {
+      const std::vector<float> k1 = bf16_round(randn(size_t(kvh) * d, rng, 3.f));
+      const std::vector<float> v1 = bf16_round(randn(size_t(kvh) * d, rng));
+      Dev<float> dk1(k1.size()), dv1(v1.size());
+      dk1.put(k1);
+      dv1.put(v1);
+      DevState st1(pos, 1, ctx_end);
+      CK(resa::cuda::kv_write(kv.dev, dk1.get(), dv1.get(), 1, st1.get(), nullptr));
+      for (int h = 0; h < kvh; ++h)
+        for (int x = 0; x < d; ++x) {
+          kv.view.k(pos / bs, h)[(pos % bs) * d + x] = k1[size_t(h) * d + x];
+          kv.view.v(pos / bs, h)[(pos % bs) * d + x] = v1[size_t(h) * d + x];
+        }
+      const int b = pos / bs;
+      resa::cpu::block_summary_recompute(kv.view, b, std::min(bs, ctx_end - b * bs));
+      const std::vector<uint16_t> k2 = kv.k->take(), v2 = kv.v->take(), s2 = kv.summ->take();
+      for (int h = 0; h < kvh; ++h)
+        for (int x = 0; x < d; ++x) {
+          const size_t at = (size_t(h) * kv.cap + pos) * d + x;
+          QCOMPARE(resa::bf16_to_f32(k2[at]), k1[size_t(h) * d + x]);
+          QCOMPARE(resa::bf16_to_f32(v2[at]), v1[size_t(h) * d + x]);
+          const size_t o = (size_t(h) * kv.dev.cap_blocks + b) * 2 * d;
+          QCOMPARE(resa::bf16_to_f32(s2[o + x]), kv.view.kmin(b, h)[x]);
+          QCOMPARE(resa::bf16_to_f32(s2[o + d + x]), kv.view.kmax(b, h)[x]);
+        }
+      QVERIFY(kv.k->guards_intact() && kv.v->guards_intact() && kv.summ->guards_intact());
+    }
   }
 #else
   void cuda_not_built() { QSKIP("this build has no CUDA backend (RESA_HAVE_CUDA is off)"); }

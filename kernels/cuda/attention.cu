@@ -7,7 +7,9 @@
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/decode.h"
 #include "kernels/cuda/prefill_tc.h"
+#include "kernels/cuda/topk.h"
 
 namespace resa::cuda {
 namespace {
@@ -16,6 +18,8 @@ namespace {
 
 __global__ void kv_write_kernel(KvLayerDev kv, const float* k, const float* v,
                                 const PassState* st) {
+  grid_dependency_wait();
+  allow_next_launch();
   const int i = blockIdx.x, h = blockIdx.y, d = kv.head_dim;
   const int pos = st->pos0 + i;
   const size_t src = (size_t(i) * kv.kv_heads + h) * d;
@@ -30,6 +34,8 @@ __global__ void kv_write_kernel(KvLayerDev kv, const float* k, const float* v,
 // range is the pass's touched blocks (RESA.md: touched blocks only, O(n) per write).
 __global__ void summary_kernel(KvLayerDev kv, int first, int last, int tokens,
                                const PassState* st) {
+  grid_dependency_wait();
+  allow_next_launch();
   if (st) {
     first = st->pos0 / kv.block_size;
     last = (st->pos0 + st->n - 1) / kv.block_size;
@@ -42,6 +48,33 @@ __global__ void summary_kernel(KvLayerDev kv, int first, int last, int tokens,
   const uint16_t* kb = kv.k + size_t(h) * kv.capacity * d;
   uint16_t* out = kv.summ + (size_t(h) * kv.cap_blocks + b) * 2 * d;
   for (int x = threadIdx.x; x < d; x += blockDim.x) {
+    float lo = INFINITY, hi = -INFINITY;
+    for (int t = t0; t < t1; ++t) {
+      const float f = __uint_as_float(uint32_t(kb[size_t(t) * d + x]) << 16);
+      lo = fminf(lo, f);
+      hi = fmaxf(hi, f);
+    }
+    out[x] = f2bf(lo);
+    out[d + x] = f2bf(hi);
+  }
+}
+
+// A decode step's kv_write (one position) and its block's summary in one launch: CTA = KV head,
+// thread = dimension. Thread x writes K/V[pos][x] and then reads only column x of the block, so
+// its own store is the only one it depends on (program order; no barrier needed).
+__global__ void kv_write_one_kernel(KvLayerDev kv, const float* k, const float* v,
+                                    const PassState* st) {
+  grid_dependency_wait();
+  allow_next_launch();
+  const int h = blockIdx.x, d = kv.head_dim, pos = st->pos0;
+  const int b = pos / kv.block_size, t0 = b * kv.block_size;
+  const int t1 = min(t0 + kv.block_size, st->ctx_end);
+  uint16_t* kb = kv.k + size_t(h) * kv.capacity * d;
+  uint16_t* vb = kv.v + size_t(h) * kv.capacity * d;
+  uint16_t* out = kv.summ + (size_t(h) * kv.cap_blocks + b) * 2 * d;
+  for (int x = threadIdx.x; x < d; x += blockDim.x) {
+    kb[size_t(pos) * d + x] = f2bf(k[size_t(h) * d + x]);
+    vb[size_t(pos) * d + x] = f2bf(v[size_t(h) * d + x]);
     float lo = INFINITY, hi = -INFINITY;
     for (int t = t0; t < t1; ++t) {
       const float f = __uint_as_float(uint32_t(kb[size_t(t) * d + x]) << 16);
@@ -358,6 +391,8 @@ template <int D>
 __global__ void __launch_bounds__(kScoreThreads)
     scores_kernel(KvLayerDev kv, const float* __restrict__ q, int group, float scale,
                   const PassState* st, float* scores) {
+  grid_dependency_wait();
+  allow_next_launch();
   constexpr int LPB = D / 4, HALF = LPB / 2, BPW = 32 / LPB, U = kScoreUnroll;
   const int h = blockIdx.y;
   __shared__ float qs[D];
@@ -422,13 +457,7 @@ __global__ void __launch_bounds__(kTopkThreads)
   __shared__ int s_remaining;
   const int h = blockIdx.x, tid = threadIdx.x;
   const int ctx = st->pos0 + 1, bs = kv.block_size, nb = (ctx + bs - 1) / bs;
-  // RESA.md step 6 (resa_budget) and select_top_blocks' forced count, as on the host.
-  const int by_ratio = int(ceil(double(nb) * p.ratio - 1e-9));
-  const int chosen = max(by_ratio, min(nb, p.min_blocks));
-  const int forced_n = min(nb, p.local + (p.sink && nb > p.local ? 1 : 0));
-  const int budget = min(nb, max(chosen, forced_n));
-  const int forced_count = min(nb, p.local) + (p.sink && nb - p.local > 0 ? 1 : 0);
-  const int k = max(budget, min(forced_count, nb));
+  const int k = topk::selection_size(nb, p);
   const float* sc = sel.scores + size_t(h) * kv.cap_blocks;
   auto key_of = [&](int b) -> uint32_t {
     if ((p.sink && b == 0) || b >= nb - p.local) return 0xffffffffu;
@@ -564,17 +593,20 @@ bool attention_supported(int head_dim, int group) {
 
 cudaError_t kv_write(const KvLayerDev& kv, const float* k, const float* v, int n,
                      const PassState* st, cudaStream_t s) {
-  kv_write_kernel<<<dim3(n, kv.kv_heads), kv.head_dim, 0, s>>>(kv, k, v, st);
-  summary_kernel<<<dim3(n / kv.block_size + 2, kv.kv_heads), kv.head_dim, 0, s>>>(kv, 0, 0, 0, st);
-  return cudaGetLastError();
+  if (n == 1)
+    return launch(kv_write_one_kernel, dim3(kv.kv_heads), dim3(kv.head_dim), 0, s, kv, k, v, st);
+  cudaError_t e =
+      launch(kv_write_kernel, dim3(n, kv.kv_heads), dim3(kv.head_dim), 0, s, kv, k, v, st);
+  if (e != cudaSuccess) return e;
+  return launch(summary_kernel, dim3(n / kv.block_size + 2, kv.kv_heads), dim3(kv.head_dim), 0, s,
+                kv, 0, 0, 0, st);
 }
 
 cudaError_t summaries_recompute(const KvLayerDev& kv, int first, int last, int tokens,
                                 cudaStream_t s) {
   if (last < first) return cudaSuccess;
-  summary_kernel<<<dim3(last - first + 1, kv.kv_heads), kv.head_dim, 0, s>>>(kv, first, last,
-                                                                             tokens, nullptr);
-  return cudaGetLastError();
+  return launch(summary_kernel, dim3(last - first + 1, kv.kv_heads), dim3(kv.head_dim), 0, s, kv,
+                first, last, tokens, static_cast<const PassState*>(nullptr));
 }
 
 int decode_splits(int kv_heads, int sm_count) {
@@ -583,15 +615,41 @@ int decode_splits(int kv_heads, int sm_count) {
 }
 
 size_t decode_workspace_floats(int n_heads, int head_dim, int splits) {
-  return size_t(splits) * n_heads * (head_dim + 1);
+  // Partials and their log2-sum-exp, then one counter per head (at least one per KV head).
+  return size_t(splits) * n_heads * (head_dim + 1) + size_t(n_heads);
 }
+
+namespace {
+
+// kAuto resolved: true for the tensor-core kernel.
+bool decode_use_fast(DecodeKernel kernel, int head_dim, int group) {
+  static const DecodeKernel forced = [] {
+    const char* e = std::getenv("RESA_DECODE_KERNEL");
+    if (e && std::strcmp(e, "simt") == 0) return DecodeKernel::kSimt;
+    if (e && std::strcmp(e, "fast") == 0) return DecodeKernel::kFast;
+    return DecodeKernel::kAuto;
+  }();
+  switch (kernel) {
+    case DecodeKernel::kFast:
+      return true;
+    case DecodeKernel::kSimt:
+      return false;
+    case DecodeKernel::kAuto:
+      break;
+  }
+  return forced != DecodeKernel::kSimt && fast::decode_supported(head_dim, group);
+}
+
+}  // namespace
 
 cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, int n_heads,
                              float scale, const PassState* st, const SelectionDev* sel, int splits,
-                             float* workspace, cudaStream_t s) {
+                             float* workspace, cudaStream_t s, DecodeKernel kernel) {
+  if (kv.kv_heads < 1 || n_heads % kv.kv_heads || splits < 1) return cudaErrorInvalidValue;
   const int group = n_heads / kv.kv_heads;
-  if (!attention_supported(kv.head_dim, group) || n_heads % kv.kv_heads || splits < 1)
-    return cudaErrorInvalidValue;
+  if (!attention_supported(kv.head_dim, group)) return cudaErrorInvalidValue;
+  if (decode_use_fast(kernel, kv.head_dim, group))
+    return fast::decode_launch(kv, q, out, n_heads, scale * kLog2e, st, sel, splits, workspace, s);
   float* part_o = workspace;
   float* part_lse = workspace + size_t(splits) * n_heads * kv.head_dim;
   const cudaError_t e = dispatch_d(kv.head_dim, [&](auto dc) {
@@ -660,7 +718,9 @@ int tc_prefill_splits(const tc::PrefillShape& sh, int kv_heads, int ctx, int sm_
 
 }  // namespace
 
-bool prefill_tc_supported(int head_dim, int group) { return tc::prefill_supported(head_dim, group); }
+bool prefill_tc_supported(int head_dim, int group) {
+  return tc::prefill_supported(head_dim, group);
+}
 
 int prefill_splits(int n, int n_heads, int head_dim, int kv_heads, int ctx, int sm_count,
                    PrefillKernel kernel) {
@@ -701,8 +761,7 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
   splits = workspace ? int(std::min<size_t>(size_t(splits), workspace_floats / per_split)) : 1;
   splits = std::max(splits, 1);
   float* part_o = splits > 1 ? workspace : nullptr;
-  float* part_lse =
-      splits > 1 ? workspace + size_t(splits) * n * n_heads * kv.head_dim : nullptr;
+  float* part_lse = splits > 1 ? workspace + size_t(splits) * n * n_heads * kv.head_dim : nullptr;
   cudaError_t e;
   if (use_tc) {
     e = tc::prefill_launch(kv, q, out, n, n_heads, scale * kLog2e, st, shape, splits, part_o,
@@ -731,24 +790,36 @@ cudaError_t block_scores(const KvLayerDev& kv, const float* q, int n_heads, floa
   const int group = n_heads / kv.kv_heads;
   return dispatch_d(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
-    scores_kernel<D><<<dim3(score_ctas_per_head<D>(kv, sm_count), kv.kv_heads), kScoreThreads, 0,
-                       s>>>(kv, q, group, scale, st, scores);
-    return cudaGetLastError();
+    return launch(scores_kernel<D>, dim3(score_ctas_per_head<D>(kv, sm_count), kv.kv_heads),
+                  dim3(kScoreThreads), 0, s, kv, q, group, scale, st, scores);
   });
 }
 
 cudaError_t top_blocks(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
-                       const SelectionDev& sel, cudaStream_t s) {
+                       const SelectionDev& sel, cudaStream_t s, TopkKernel kernel) {
+  static const bool force_loop = [] {
+    const char* e = std::getenv("RESA_TOPK_KERNEL");
+    return e && std::strcmp(e, "loop") == 0;
+  }();
+  const bool fits = topk::registers_fit(kv.cap_blocks);
+  bool registers = fits && !force_loop;
+  if (kernel == TopkKernel::kRegisters) {
+    if (!fits) return cudaErrorInvalidValue;
+    registers = true;
+  } else if (kernel == TopkKernel::kLoop) {
+    registers = false;
+  }
+  if (registers) return topk::registers_launch(kv, p, st, sel, s);
   topk_kernel<<<kv.kv_heads, kTopkThreads, 0, s>>>(kv, p, st, sel);
   return cudaGetLastError();
 }
 
 cudaError_t select_blocks(const KvLayerDev& kv, const float* q, int n_heads, float scale,
                           const SelectParams& p, const PassState* st, const SelectionDev& sel,
-                          int sm_count, cudaStream_t s) {
+                          int sm_count, cudaStream_t s, TopkKernel kernel) {
   const cudaError_t e = block_scores(kv, q, n_heads, scale, st, sel.scores, sm_count, s);
   if (e != cudaSuccess) return e;
-  return top_blocks(kv, p, st, sel, s);
+  return top_blocks(kv, p, st, sel, s, kernel);
 }
 
 cudaError_t kv_fill_random(const KvLayerDev& kv, int tokens, uint64_t seed, cudaStream_t s) {

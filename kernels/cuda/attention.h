@@ -48,15 +48,39 @@ cudaError_t kv_write(const KvLayerDev& kv, const float* k, const float* v, int n
 cudaError_t summaries_recompute(const KvLayerDev& kv, int first, int last, int tokens,
                                 cudaStream_t s);
 
-// Splits of the split-KV decode for a cache of this many KV heads, and the workspace they need.
+// The kernel behind attention_decode.
+//   kFast: tensor cores (mma.sync bf16 -> f32, sm_80+, kernels/cuda/decode.cu) for head_dim 32,
+//          64 and 128 where the device has the shared memory (decode_supported). Q and the
+//          softmax weights are each split into a bf16 value and a bf16 residual, so the result
+//          matches the f32 kernel's precision. The split combine is fused into the kernel; it
+//          uses at most min(splits, 128, one wave of its CTAs) CTAs per KV head.
+//   kSimt: the f32 CUDA-core kernel (every head_dim) and a separate combine launch.
+//   kAuto: kFast where it applies, else kSimt; RESA_DECODE_KERNEL=simt or =fast in the
+//          environment (read once per process) overrides kAuto (fast still falls back to simt
+//          where it does not apply).
+// kFast where it does not apply fails with cudaErrorInvalidValue.
+enum class DecodeKernel { kAuto, kSimt, kFast };
+// Whether attention_decode takes the shape with this kernel (kAuto: with either).
+bool decode_supported(int head_dim, int group, DecodeKernel kernel = DecodeKernel::kAuto);
+
+// Splits of the split-KV decode for a cache of this many KV heads, and the workspace they need:
+//   splits * n_heads * (head_dim + 1) floats (partial outputs, then their log2-sum-exp), then
+//   n_heads 32-bit counters (kFast's fused combine, one per KV head, zero between calls).
 int decode_splits(int kv_heads, int sm_count);
 size_t decode_workspace_floats(int n_heads, int head_dim, int splits);
+// Zeroes the counters of a decode workspace (stream-ordered). Call it once after allocating the
+// workspace, and again whenever the same memory is reused with another (n_heads, head_dim,
+// splits); every kFast call leaves them zero again.
+cudaError_t decode_workspace_init(float* workspace, int n_heads, int head_dim, int splits,
+                                  cudaStream_t s);
 
 // Decode (one query at position st->pos0): q, out [n_heads][head_dim] f32. Dense over positions
-// <= pos0, or over the selected blocks when sel is not null. workspace: decode_workspace_floats.
+// <= pos0, or over the selected blocks when sel is not null. workspace: decode_workspace_floats
+// for `splits`, initialised by decode_workspace_init (may be null when splits == 1).
 cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, int n_heads,
                              float scale, const PassState* st, const SelectionDev* sel, int splits,
-                             float* workspace, cudaStream_t s);
+                             float* workspace, cudaStream_t s,
+                             DecodeKernel kernel = DecodeKernel::kAuto);
 // The kernel behind attention_prefill.
 //   kTensorCore: FlashAttention-2 on the tensor cores (mma.sync bf16 -> f32, sm_80+) for
 //                head_dim 64 and 128 (prefill_tc_supported). Q is rounded to bf16 after the
@@ -84,17 +108,27 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
                               float* workspace, size_t workspace_floats, cudaStream_t s,
                               PrefillKernel kernel = PrefillKernel::kAuto);
 
+// The kernel behind top_blocks (both give identical selections):
+//   kRegisters: one CTA per KV head with the scores in registers (a radix select, then an ordered
+//               compaction), for caches of at most 32768 blocks per head (cap_blocks).
+//   kLoop:      the CTA re-reads the scores from memory on every radix pass (the reference).
+//   kAuto:      kRegisters where it applies, else kLoop; RESA_TOPK_KERNEL=loop in the
+//               environment (read once per process) forces kLoop.
+// kRegisters where it does not apply fails with cudaErrorInvalidValue.
+enum class TopkKernel { kAuto, kRegisters, kLoop };
+
 // Block scores of the group-mean queries, then the top blocks per KV head (sink and local
 // forced, ties to the lower index), for a decode step at st->pos0. q: [n_heads][head_dim].
 cudaError_t select_blocks(const KvLayerDev& kv, const float* q, int n_heads, float scale,
                           const SelectParams& p, const PassState* st, const SelectionDev& sel,
-                          int sm_count, cudaStream_t s);
+                          int sm_count, cudaStream_t s, TopkKernel kernel = TopkKernel::kAuto);
 // Only the scores (for --op timing and the twin test): scores[h][b] for b < ceil(ctx/B).
 cudaError_t block_scores(const KvLayerDev& kv, const float* q, int n_heads, float scale,
                          const PassState* st, float* scores, int sm_count, cudaStream_t s);
 // Only the top-k over given scores [kv_heads][cap_blocks].
 cudaError_t top_blocks(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
-                       const SelectionDev& sel, cudaStream_t s);
+                       const SelectionDev& sel, cudaStream_t s,
+                       TopkKernel kernel = TopkKernel::kAuto);
 
 // Benchmarks: positions [0, tokens) of the layer get pseudo-random K/V and exact summaries.
 cudaError_t kv_fill_random(const KvLayerDev& kv, int tokens, uint64_t seed, cudaStream_t s);

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 namespace resa::cuda {
 
@@ -41,6 +42,49 @@ __device__ __forceinline__ void unpack8(const uint4& v, float f[8]) {
 
 __device__ __forceinline__ uint16_t f2bf(float f) {
   return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+// ---------------------------------------------------------------- programmatic dependent launch
+//
+// A decode step is hundreds of short kernels in one CUDA graph; between two of them the GPU
+// idles while the next grid launches. With programmatic dependent launch (sm_90+) the next
+// kernel's CTAs are scheduled while the previous kernel drains. The contract, kept by every
+// kernel started through launch():
+//   - its first statement is grid_dependency_wait(): nothing is read or written before the
+//     previous kernel of the stream has finished and its writes are visible;
+//   - it may then call allow_next_launch() to let the following kernel's CTAs be scheduled (they
+//     wait at their own grid_dependency_wait()).
+// Both are no-ops for a kernel launched the ordinary way and on GPUs before sm_90.
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void allow_next_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Whether launch() asks for programmatic serialization: the current device is sm_90 or newer and
+// RESA_PDL is not "0" in the environment (read once per process; kept for A/B timing).
+bool pdl_enabled();
+
+// kernel<<<grid, block, smem, s>>>(args...), with programmatic dependent launch where enabled.
+template <typename... Params, typename... Args>
+cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                   Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
 }
 
 }  // namespace resa::cuda

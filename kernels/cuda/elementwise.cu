@@ -5,12 +5,16 @@ namespace resa::cuda {
 namespace {
 
 __global__ void embed_kernel(const uint16_t* table, int d, const int* ids, float* out) {
+  grid_dependency_wait();
+  allow_next_launch();
   const uint16_t* row = table + size_t(ids[blockIdx.x]) * d;
   float* o = out + size_t(blockIdx.x) * d;
   for (int i = threadIdx.x; i < d; i += blockDim.x) o[i] = __uint_as_float(uint32_t(row[i]) << 16);
 }
 
 __global__ void rmsnorm_kernel(const float* x, const float* w, int d, float eps, float* out) {
+  grid_dependency_wait();
+  allow_next_launch();
   const float* xr = x + size_t(blockIdx.x) * d;
   float* o = out + size_t(blockIdx.x) * d;
   float ss = 0;
@@ -29,15 +33,19 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, int d, float eps,
   for (int i = threadIdx.x; i < d; i += blockDim.x) o[i] = w[i] * (xr[i] * inv);
 }
 
-__global__ void rope_kernel(float* x, int heads, int head_dim, const PassState* st,
-                            const float* inv_freq) {
+// Rows of two tensors at once (q and k of a pass: one launch); b_heads may be 0.
+__global__ void rope_kernel(float* a_x, int a_heads, float* b_x, int b_heads, int head_dim,
+                            const PassState* st, const float* inv_freq) {
+  grid_dependency_wait();
+  allow_next_launch();
   const int t = blockIdx.x, half = head_dim / 2, i = threadIdx.x;
   if (i >= half) return;
   // float32 angles, as transformers (and the CPU twin) compute them.
   const float a = float(st->pos0 + t) * inv_freq[i];
   const float c = cosf(a), sn = sinf(a);
-  for (int h = blockIdx.y; h < heads; h += gridDim.y) {
-    float* v = x + (size_t(t) * heads + h) * head_dim;
+  for (int h = blockIdx.y; h < a_heads + b_heads; h += gridDim.y) {
+    float* v = h < a_heads ? a_x + (size_t(t) * a_heads + h) * head_dim
+                           : b_x + (size_t(t) * b_heads + h - a_heads) * head_dim;
     const float p = v[i], q = v[i + half];
     v[i] = p * c - q * sn;
     v[i + half] = q * c + p * sn;
@@ -45,6 +53,8 @@ __global__ void rope_kernel(float* x, int heads, int head_dim, const PassState* 
 }
 
 __global__ void silu_mul_kernel(float* gate, const float* up, int64_t count) {
+  grid_dependency_wait();
+  allow_next_launch();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x) {
     const float g = gate[i];
@@ -53,18 +63,24 @@ __global__ void silu_mul_kernel(float* gate, const float* up, int64_t count) {
 }
 
 __global__ void add_kernel(float* x, const float* y, int64_t count) {
+  grid_dependency_wait();
+  allow_next_launch();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x)
     x[i] += y[i];
 }
 
 __global__ void add_bias_kernel(float* y, const float* bias, int64_t count, int m) {
+  grid_dependency_wait();
+  allow_next_launch();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x)
     y[i] += bias[i % m];
 }
 
 __global__ void to_bf16_kernel(const float* x, int64_t count, uint16_t* out) {
+  grid_dependency_wait();
+  allow_next_launch();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count;
        i += int64_t(gridDim.x) * blockDim.x)
     out[i] = f2bf(x[i]);
@@ -78,35 +94,35 @@ int grid_for(int64_t count) {
 }  // namespace
 
 cudaError_t embed(const uint16_t* table, int d, const int* ids, int n, float* out, cudaStream_t s) {
-  embed_kernel<<<n, 256, 0, s>>>(table, d, ids, out);
-  return cudaGetLastError();
+  return launch(embed_kernel, dim3(n), dim3(256), 0, s, table, d, ids, out);
 }
 cudaError_t rmsnorm(const float* x, const float* w, int n, int d, float eps, float* out,
                     cudaStream_t s) {
-  rmsnorm_kernel<<<n, 512, 0, s>>>(x, w, d, eps, out);
-  return cudaGetLastError();
+  return launch(rmsnorm_kernel, dim3(n), dim3(512), 0, s, x, w, d, eps, out);
 }
 cudaError_t rope(float* x, int n, int heads, int head_dim, const PassState* st,
                  const float* inv_freq, cudaStream_t s) {
-  rope_kernel<<<dim3(n, heads < 8 ? heads : 8), head_dim / 2, 0, s>>>(x, heads, head_dim, st,
-                                                                      inv_freq);
-  return cudaGetLastError();
+  return launch(rope_kernel, dim3(n, heads < 8 ? heads : 8), dim3(head_dim / 2), 0, s, x, heads,
+                static_cast<float*>(nullptr), 0, head_dim, st, inv_freq);
+}
+cudaError_t rope_qk(float* q, int q_heads, float* k, int k_heads, int n, int head_dim,
+                    const PassState* st, const float* inv_freq, cudaStream_t s) {
+  const int heads = q_heads + k_heads;
+  return launch(rope_kernel, dim3(n, heads < 16 ? heads : 16), dim3(head_dim / 2), 0, s, q, q_heads,
+                k, k_heads, head_dim, st, inv_freq);
 }
 cudaError_t silu_mul(float* gate, const float* up, int64_t count, cudaStream_t s) {
-  silu_mul_kernel<<<grid_for(count), 256, 0, s>>>(gate, up, count);
-  return cudaGetLastError();
+  return launch(silu_mul_kernel, dim3(grid_for(count)), dim3(256), 0, s, gate, up, count);
 }
 cudaError_t add(float* x, const float* y, int64_t count, cudaStream_t s) {
-  add_kernel<<<grid_for(count), 256, 0, s>>>(x, y, count);
-  return cudaGetLastError();
+  return launch(add_kernel, dim3(grid_for(count)), dim3(256), 0, s, x, y, count);
 }
 cudaError_t add_bias(float* y, const float* bias, int n, int m, cudaStream_t s) {
-  add_bias_kernel<<<grid_for(int64_t(n) * m), 256, 0, s>>>(y, bias, int64_t(n) * m, m);
-  return cudaGetLastError();
+  return launch(add_bias_kernel, dim3(grid_for(int64_t(n) * m)), dim3(256), 0, s, y, bias,
+                int64_t(n) * m, m);
 }
 cudaError_t to_bf16(const float* x, int64_t count, uint16_t* out, cudaStream_t s) {
-  to_bf16_kernel<<<grid_for(count), 256, 0, s>>>(x, count, out);
-  return cudaGetLastError();
+  return launch(to_bf16_kernel, dim3(grid_for(count)), dim3(256), 0, s, x, count, out);
 }
 
 }  // namespace resa::cuda

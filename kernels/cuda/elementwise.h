@@ -27,6 +27,9 @@ cudaError_t rmsnorm(const float* x, const float* w, int n, int d, float eps, flo
 // st->pos0 + i; inv_freq: [head_dim / 2].
 cudaError_t rope(float* x, int n, int heads, int head_dim, const PassState* st,
                  const float* inv_freq, cudaStream_t s);
+// rope() of q [n][q_heads][head_dim] and k [n][k_heads][head_dim] in one launch.
+cudaError_t rope_qk(float* q, int q_heads, float* k, int k_heads, int n, int head_dim,
+                    const PassState* st, const float* inv_freq, cudaStream_t s);
 // gate[i] = silu(gate[i]) * up[i].
 cudaError_t silu_mul(float* gate, const float* up, int64_t count, cudaStream_t s);
 // x[i] += y[i].

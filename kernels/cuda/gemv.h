@@ -16,8 +16,16 @@ struct GemvSegment {
   int rows = 0;
 };
 
-// y_s[r] = sum_j w_s[r][j] * x[j] (+ bias_s[r]) for each segment s. x: [k] f32.
-cudaError_t gemv_bf16(const float* x, int k, const GemvSegment* segments, int count,
-                      cudaStream_t s);
+// What a row's result does to y (the next element-wise op of the block, fused):
+//   kStore:      y_s[r] = w_s[r] . x (+ bias_s[r]);
+//   kAccumulate: y_s[r] += w_s[r] . x (+ bias_s[r])   (the residual add after o / down);
+//   kSiluMul:    two segments of equal rows, gate then up: seg[0].y[r] = silu(g) * u with
+//                g = gate[r] . x (+ bias), u = up[r] . x (+ bias); seg[1].y is not written.
+//                silu(g) = g / (1 + exp(-g)), as the CPU twin's silu_mul.
+enum class GemvOut { kStore, kAccumulate, kSiluMul };
+
+// x: [k] f32. Rows are spread over one wave of resident warps, the same number of rows each.
+cudaError_t gemv_bf16(const float* x, int k, const GemvSegment* segments, int count, cudaStream_t s,
+                      GemvOut out = GemvOut::kStore);
 
 }  // namespace resa::cuda

@@ -4,7 +4,7 @@
 # one slow step cannot eat the call; everything lands in OUT_DIR (tar it: a call returns at most
 # 8 files).
 # Usage on the GPU host, from the project root: tools/bench/device_run.sh RUN OUT_DIR
-#   RUN: tc-prefill (h200-tc-prefill.json) or final (h200-final.json). h200-sparse-ab.json came
+#   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json) or s10 (h200-s10.json). h200-sparse-ab.json came
 #   from tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of kernels since removed).
 set -uo pipefail
 run="${1:?RUN}" out="${2:?OUT_DIR}"
@@ -56,6 +56,25 @@ case "$run" in
     step torch_baseline 180 python3 tools/bench/torch_baseline.py \
       --contexts 4096,32768,131072,262144 --prefill-tokens 4096,32768 \
       --json "$out/torch_baseline.json" ;;
-  *) echo "device_run: unknown run '$run' (tc-prefill, final)" >&2; exit 2 ;;
+  s10)  # one call: kernels (every variant side by side), end to end, PyTorch (h200-s10.json)
+    # A kernel variant whose twin test failed is not used for the timings after it.
+    if grep -qE "^FAIL.*attention_matches_cpu" "$out/test_gpu_kernels.txt"; then
+      export RESA_DECODE_KERNEL=simt; echo "fast decode failed its test: simt used" | tee -a "$out/summary.txt"
+    fi
+    if grep -qE "^FAIL.*topk_matches_cpu" "$out/test_gpu_kernels.txt"; then
+      export RESA_TOPK_KERNEL=loop; echo "register top-k failed its test: loop used" | tee -a "$out/summary.txt"
+    fi
+    step ops 120 $bench --op all --contexts 32768,131072,262144 --repeats 50 --json "$out/ops.json"
+    step e2e_8b 150 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
+      --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json"
+    step torch_baseline 100 python3 tools/bench/torch_baseline.py --contexts 4096,262144 \
+      --prefill-tokens 0 --json "$out/torch_baseline.json"
+    step e2e_8b_nopdl 50 env RESA_PDL=0 $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 4096 --modes dense --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b_nopdl.json"
+    step ops_2kv 40 $bench --op attention --contexts 262144 --op-heads 12/2/128 --repeats 50 \
+      --json "$out/ops_2kv.json"
+    step e2e_1p5b 80 $bench --random-weights r1-distill-qwen-1.5b --device cuda --contexts 262144 \
+      --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_1p5b.json" ;;
+  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10)" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"

@@ -1,0 +1,36 @@
+// Top-k block selection with the keys in registers, internal to kernels/cuda: top_blocks
+// (attention.cu) owns the contract and picks the kernel; this file owns the fast kernel and the
+// budget rule both kernels share. Device code: include from .cu files only.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/cuda/attention.h"
+
+namespace resa::cuda::topk {
+
+// Blocks one 1024-thread CTA holds in registers (32 per thread); larger caches take the loop
+// kernel.
+constexpr int kThreads = 1024;
+constexpr int kMaxBlocks = 32 * kThreads;
+
+// How many blocks a head selects out of nb: RESA.md step 6 (resa_budget), raised to the forced
+// count of select_top_blocks (sink and local blocks count inside the budget), as on the host.
+__device__ __forceinline__ int selection_size(int nb, const SelectParams& p) {
+  const int by_ratio = int(ceil(double(nb) * p.ratio - 1e-9));
+  const int chosen = max(by_ratio, min(nb, p.min_blocks));
+  const int forced_n = min(nb, p.local + (p.sink && nb > p.local ? 1 : 0));
+  const int budget = min(nb, max(chosen, forced_n));
+  const int forced_count = min(nb, p.local) + (p.sink && nb - p.local > 0 ? 1 : 0);
+  return max(budget, min(forced_count, nb));
+}
+
+// Whether the register kernel takes a cache of cap_blocks blocks per head.
+inline bool registers_fit(int cap_blocks) { return cap_blocks <= kMaxBlocks; }
+
+// The register kernel, one CTA per KV head (registers_fit(kv.cap_blocks) must hold); launched
+// with programmatic dependent launch where enabled. Same contract as top_blocks.
+cudaError_t registers_launch(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
+                             const SelectionDev& sel, cudaStream_t s);
+
+}  // namespace resa::cuda::topk
