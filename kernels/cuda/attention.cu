@@ -114,6 +114,7 @@ __global__ void fill_kernel(KvLayerDev kv, int tokens, uint64_t seed) {
 
 constexpr int kDecodeThreads = 128;
 constexpr int kDecodeUnroll = 4;
+constexpr int kDecodeBlockCache = 256;  // selected block ids of a sparse CTA's range, in smem
 
 // Grid (splits, kv_heads). Each CTA reads its share of one KV head's keys once for all G query
 // heads of the group (GQA-aware). A key is read by D/8 lanes (16 bytes each). Sparse: the key
@@ -135,6 +136,14 @@ __global__ void __launch_bounds__(kDecodeThreads)
   const int total = sparse ? sel_count[h] * bs : ctx;
   const int per = (total + splits - 1) / splits;
   const int begin = split * per, end = min(total, begin + per);
+  // Sparse: the block ids of this CTA's key range go to shared memory first, so a key's address
+  // does not wait on a global load of its block id (a dependent load per batch). Ranges of more
+  // than kDecodeBlockCache blocks (few splits) read the ids past the cache from global memory.
+  __shared__ int s_blk[kDecodeBlockCache];
+  const int blk0 = begin / bs;
+  const int nblk = sparse && end > begin ? min(kDecodeBlockCache, (end - 1) / bs - blk0 + 1) : 0;
+  for (int i = threadIdx.x; i < nblk; i += kDecodeThreads) s_blk[i] = blocks[blk0 + i];
+  __syncthreads();
 
   float qf[G][8];
 #pragma unroll
@@ -159,7 +168,12 @@ __global__ void __launch_bounds__(kDecodeThreads)
       const int i = base + gi + u * NG;
       int pos = -1;
       if (i < end) {
-        pos = sparse ? blocks[i / bs] * bs + i % bs : i;
+        if (sparse) {
+          const int j = i / bs - blk0;
+          pos = (j < nblk ? s_blk[j] : blocks[i / bs]) * bs + i % bs;
+        } else {
+          pos = i;
+        }
         if (pos >= ctx) pos = -1;
       }
       ok[u] = pos >= 0;
@@ -622,7 +636,7 @@ size_t decode_workspace_floats(int n_heads, int head_dim, int splits) {
 namespace {
 
 // kAuto resolved: true for the tensor-core kernel.
-bool decode_use_fast(DecodeKernel kernel, int head_dim, int group) {
+bool decode_use_fast(DecodeKernel kernel, int head_dim, int group, int kv_heads, bool sparse) {
   static const DecodeKernel forced = [] {
     const char* e = std::getenv("RESA_DECODE_KERNEL");
     if (e && std::strcmp(e, "simt") == 0) return DecodeKernel::kSimt;
@@ -637,7 +651,13 @@ bool decode_use_fast(DecodeKernel kernel, int head_dim, int group) {
     case DecodeKernel::kAuto:
       break;
   }
-  return forced != DecodeKernel::kSimt && fast::decode_supported(head_dim, group);
+  if (forced != DecodeKernel::kAuto)
+    return forced == DecodeKernel::kFast && fast::decode_supported(head_dim, group);
+  // Measured on an H200 (docs/benchmarks/h200-s10.json, 262,144 positions, head_dim 128): dense
+  // with 2 KV heads 132 us (tensor cores) against 154 us (CUDA cores); dense with 8 KV heads 397
+  // against 353 us; sparse equal within 7% either way. So the tensor-core kernel only where it
+  // won: dense decode with at most 2 KV heads.
+  return !sparse && kv_heads <= 2 && fast::decode_supported(head_dim, group);
 }
 
 }  // namespace
@@ -648,7 +668,7 @@ cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, i
   if (kv.kv_heads < 1 || n_heads % kv.kv_heads || splits < 1) return cudaErrorInvalidValue;
   const int group = n_heads / kv.kv_heads;
   if (!attention_supported(kv.head_dim, group)) return cudaErrorInvalidValue;
-  if (decode_use_fast(kernel, kv.head_dim, group))
+  if (decode_use_fast(kernel, kv.head_dim, group, kv.kv_heads, sel != nullptr))
     return fast::decode_launch(kv, q, out, n_heads, scale * kLog2e, st, sel, splits, workspace, s);
   float* part_o = workspace;
   float* part_lse = workspace + size_t(splits) * n_heads * kv.head_dim;

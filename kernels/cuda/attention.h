@@ -55,9 +55,10 @@ cudaError_t summaries_recompute(const KvLayerDev& kv, int first, int last, int t
 //          matches the f32 kernel's precision. The split combine is fused into the kernel; it
 //          uses at most min(splits, 128, one wave of its CTAs) CTAs per KV head.
 //   kSimt: the f32 CUDA-core kernel (every head_dim) and a separate combine launch.
-//   kAuto: kFast where it applies, else kSimt; RESA_DECODE_KERNEL=simt or =fast in the
-//          environment (read once per process) overrides kAuto (fast still falls back to simt
-//          where it does not apply).
+//   kAuto: kFast for dense decode with at most 2 KV heads where it applies, else kSimt (the
+//          kernel that measured faster on an H200 for the shape; attention.cu has the figures);
+//          RESA_DECODE_KERNEL=simt or =fast in the environment (read once per process) overrides
+//          kAuto (fast still falls back to simt where it does not apply).
 // kFast where it does not apply fails with cudaErrorInvalidValue.
 enum class DecodeKernel { kAuto, kSimt, kFast };
 // Whether attention_decode takes the shape with this kernel (kAuto: with either).

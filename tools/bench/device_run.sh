@@ -65,16 +65,19 @@ case "$run" in
       export RESA_TOPK_KERNEL=loop; echo "register top-k failed its test: loop used" | tee -a "$out/summary.txt"
     fi
     step ops 120 $bench --op all --contexts 32768,131072,262144 --repeats 50 --json "$out/ops.json"
-    step e2e_8b 150 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
-      --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json"
-    step torch_baseline 100 python3 tools/bench/torch_baseline.py --contexts 4096,262144 \
-      --prefill-tokens 0 --json "$out/torch_baseline.json"
-    step e2e_8b_nopdl 50 env RESA_PDL=0 $bench --random-weights llama-3.1-8b --device cuda \
-      --contexts 4096 --modes dense --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b_nopdl.json"
-    step ops_2kv 40 $bench --op attention --contexts 262144 --op-heads 12/2/128 --repeats 50 \
+    step ops_2kv 40 $bench --op attention --contexts 32768,262144 --op-heads 12/2/128 --repeats 50 \
       --json "$out/ops_2kv.json"
-    step e2e_1p5b 80 $bench --random-weights r1-distill-qwen-1.5b --device cuda --contexts 262144 \
-      --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_1p5b.json" ;;
+    step e2e_8b 200 $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --repeats 128 \
+      --prefill-tokens 32768 --json "$out/e2e_8b.json"
+    step e2e_8b_pdl 60 env RESA_PDL=1 $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 4096,262144 --modes dense,resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_8b_pdl.json"
+    step torch_baseline 150 python3 tools/bench/torch_baseline.py \
+      --contexts 4096,32768,131072,262144 --prefill-tokens 32768 --json "$out/torch_baseline.json"
+    step e2e_1p5b 80 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
+      --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_1p5b.json" ;;
   *) echo "device_run: unknown run '$run' (tc-prefill, final, s10)" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"
