@@ -30,6 +30,20 @@ __global__ void kv_write_kernel(KvLayerDev kv, const float* k, const float* v,
   }
 }
 
+// Dimension x of one block's summary: min and max of keys t0 .. t1 - 1 (kb: the head's keys),
+// written to out[x] and out[d + x].
+__device__ __forceinline__ void summarize_column(const uint16_t* kb, int d, int x, int t0, int t1,
+                                                 uint16_t* out) {
+  float lo = INFINITY, hi = -INFINITY;
+  for (int t = t0; t < t1; ++t) {
+    const float f = __uint_as_float(uint32_t(kb[size_t(t) * d + x]) << 16);
+    lo = fminf(lo, f);
+    hi = fmaxf(hi, f);
+  }
+  out[x] = f2bf(lo);
+  out[d + x] = f2bf(hi);
+}
+
 // Block first + blockIdx.x of KV head blockIdx.y; one thread per dimension. With st, the
 // range is the pass's touched blocks (RESA.md: touched blocks only, O(n) per write).
 __global__ void summary_kernel(KvLayerDev kv, int first, int last, int tokens,
@@ -48,14 +62,7 @@ __global__ void summary_kernel(KvLayerDev kv, int first, int last, int tokens,
   const uint16_t* kb = kv.k + size_t(h) * kv.capacity * d;
   uint16_t* out = kv.summ + (size_t(h) * kv.cap_blocks + b) * 2 * d;
   for (int x = threadIdx.x; x < d; x += blockDim.x) {
-    float lo = INFINITY, hi = -INFINITY;
-    for (int t = t0; t < t1; ++t) {
-      const float f = __uint_as_float(uint32_t(kb[size_t(t) * d + x]) << 16);
-      lo = fminf(lo, f);
-      hi = fmaxf(hi, f);
-    }
-    out[x] = f2bf(lo);
-    out[d + x] = f2bf(hi);
+    summarize_column(kb, d, x, t0, t1, out);
   }
 }
 
@@ -75,14 +82,7 @@ __global__ void kv_write_one_kernel(KvLayerDev kv, const float* k, const float* 
   for (int x = threadIdx.x; x < d; x += blockDim.x) {
     kb[size_t(pos) * d + x] = f2bf(k[size_t(h) * d + x]);
     vb[size_t(pos) * d + x] = f2bf(v[size_t(h) * d + x]);
-    float lo = INFINITY, hi = -INFINITY;
-    for (int t = t0; t < t1; ++t) {
-      const float f = __uint_as_float(uint32_t(kb[size_t(t) * d + x]) << 16);
-      lo = fminf(lo, f);
-      hi = fmaxf(hi, f);
-    }
-    out[x] = f2bf(lo);
-    out[d + x] = f2bf(hi);
+    summarize_column(kb, d, x, t0, t1, out);
   }
 }
 

@@ -21,4 +21,17 @@ bool pdl_enabled() {
   return on;
 }
 
+int device_sm_count() {
+  static const int n = [] {
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return 1;
+    }
+    return sms > 0 ? sms : 1;
+  }();
+  return n;
+}
+
 }  // namespace resa::cuda

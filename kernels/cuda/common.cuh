@@ -72,6 +72,9 @@ __device__ __forceinline__ void allow_next_launch() {
 // h200-s10.json); kept behind the switch so that it can be measured again.
 bool pdl_enabled();
 
+// Multiprocessors of the current device (read once per process; 1 if it cannot be read).
+int device_sm_count();
+
 // kernel<<<grid, block, smem, s>>>(args...), with programmatic dependent launch where enabled.
 template <typename... Params, typename... Args>
 cudaError_t launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,

@@ -126,19 +126,6 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
   }
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return 1;
-    }
-    return std::max(v, 1);
-  }();
-  return n;
-}
-
 // Resident CTAs of this kernel per SM (occupancy API, once per instance).
 template <typename K>
 int ctas_per_sm(K kernel) {
@@ -155,7 +142,7 @@ int ctas_per_sm(K kernel) {
 // fewer): a matrix of 1.4 waves of one-row warps would leave most SMs idle in its second wave.
 template <typename K>
 cudaError_t run(K kernel, int per_sm, GemvParams& p, cudaStream_t s) {
-  const int most = std::max(1, per_sm * sm_count() * kWarps);
+  const int most = std::max(1, per_sm * device_sm_count() * kWarps);
   p.per_warp = (p.items + most - 1) / most;
   const int warps = (p.items + p.per_warp - 1) / p.per_warp;
   const int grid = (warps + kWarps - 1) / kWarps;
