@@ -4,7 +4,8 @@
 # one slow step cannot eat the call; everything lands in OUT_DIR (tar it: a call returns at most
 # 8 files).
 # Usage on the GPU host, from the project root: tools/bench/device_run.sh RUN OUT_DIR
-#   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json) or s10 (h200-s10.json). h200-sparse-ab.json came
+#   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json) or
+#   check (tests and a short timing after a refactor). h200-sparse-ab.json came
 #   from tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of kernels since removed).
 set -uo pipefail
 run="${1:?RUN}" out="${2:?OUT_DIR}"
@@ -78,6 +79,10 @@ case "$run" in
     step e2e_1p5b 80 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
       --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
       --json "$out/e2e_1p5b.json" ;;
-  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10)" >&2; exit 2 ;;
+  check)  # after a refactor: the gpu tests above, and a short timing to compare with s10
+    step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
+    step e2e_8b 80 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
+      --modes dense,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json" ;;
+  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, check)" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"
