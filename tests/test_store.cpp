@@ -224,6 +224,21 @@ class TestStore : public QObject {
     QVERIFY(md.contains("- notes.md (3 tokens)"));
     QVERIFY(md.contains("### User\n\nSummarise the notes."));
     QVERIFY(md.contains("### Assistant (resa, 20.0 tok/s, 13% of KV read)\n\nThey are short."));
+    QVERIFY(!md.contains("<details>"));  // no thinking, no fold
+    // A reasoning model's answer: the thinking folds into <details>, no raw tags remain. The
+    // second one is stored as a DeepSeek-R1 answer is (its "<think>" was in the prompt).
+    const qint64 r = store.createConversation("Reasoning");
+    store.addMessage(r, "user", "2 + 2?");
+    store.addMessage(r, "assistant", "<think>\nAdd two and two.\n</think>\n\nFour.", "dense");
+    store.addMessage(r, "assistant", "Just count.\n</think>\n\n4", "dense");
+    const QString rmd = store.exportMarkdown(r);
+    QVERIFY2(rmd.contains("<details><summary>Thinking (4 words)</summary>\n\nAdd two and two.\n\n"
+                          "</details>\n\nFour."),
+             qPrintable(rmd));
+    QVERIFY2(rmd.contains("<details><summary>Thinking (2 words)</summary>\n\nJust count.\n\n"
+                          "</details>\n\n4"),
+             qPrintable(rmd));
+    QVERIFY(!rmd.contains("<think>") && !rmd.contains("</think>"));
     const QJsonObject json = store.exportJson(c);
     QCOMPARE(json["title"].toString(), QString("Export me"));
     QCOMPARE(json["messages"].toArray().size(), 2);

@@ -1,5 +1,7 @@
 #include "app/lib/conversation_store.h"
 
+#include "app/lib/app_types.h"
+
 #include <QDir>
 #include <QFileInfo>
 #include <QJsonArray>
@@ -795,6 +797,26 @@ QList<SearchHit> ConversationStore::search(const QString& query, int limit) cons
   return out;
 }
 
+namespace {
+
+// A reasoning model's answer for Markdown: its thinking (the text up to </think>, tags and all)
+// folded into a <details> block that renderers show collapsed, then the answer.
+QString assistantMarkdown(const QString& text) {
+  const AnswerParts p = splitThinkingForDisplay(text, false, false);
+  if (!p.hasThinking) return text;
+  const QString summary =
+      p.thinkingDone
+          ? QStringLiteral("Thinking (%1 words)").arg(thinkingWordCount(p.thinking))
+          : QStringLiteral("Thinking (unfinished, %1 words)").arg(thinkingWordCount(p.thinking));
+  QString out =
+      "<details><summary>" + summary + "</summary>\n\n" + p.thinking.trimmed() + "\n\n</details>";
+  const QString answer = p.answer.trimmed();
+  if (!answer.isEmpty()) out += "\n\n" + answer;
+  return out;
+}
+
+}  // namespace
+
 QString ConversationStore::exportMarkdown(qint64 conversationId) const {
   const auto conv = conversation(conversationId);
   if (!conv) return {};
@@ -821,7 +843,7 @@ QString ConversationStore::exportMarkdown(qint64 conversationId) const {
         facts << QStringLiteral("version %1 of %2").arg(m.version).arg(m.versionCount);
       if (!m.complete) facts << "incomplete";
       if (!facts.isEmpty()) line += " (" + facts.join(", ") + ")";
-      md += line + "\n\n" + m.text + "\n\n";
+      md += line + "\n\n" + assistantMarkdown(m.text) + "\n\n";
     } else {
       md += (m.role == "user" ? "### User\n\n" : "### " + m.role + "\n\n") + m.text + "\n\n";
     }
