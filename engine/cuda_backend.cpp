@@ -560,13 +560,18 @@ CudaKvStorage::CudaKvStorage(CudaBackend& be, const ModelConfig& c, int block_si
   base_.capacity = capacity_;
   base_.cap_blocks = cap_blocks_;
   const size_t per_head = size_t(cap_blocks_);
-  const size_t sel_bytes = per_head * kv_heads_ * 8 + per_head * 4 + size_t(kv_heads_) * 4 + 64;
+  // scores, blocks [kv_heads][cap_blocks]; the fused selection's workspace (16-byte aligned);
+  // hits [cap_blocks]; count [kv_heads].
+  const size_t work_bytes = cuda::select_work_words(kv_heads_) * 4;
+  const size_t work_at = (per_head * kv_heads_ * 8 + 15) / 16 * 16;
+  const size_t sel_bytes = work_at + work_bytes + per_head * 4 + size_t(kv_heads_) * 4 + 64;
   sel_mem_ = be.arena().alloc(sel_bytes);
   char* p = static_cast<char*>(sel_mem_.get());
   sel_.scores = reinterpret_cast<float*>(p);
   sel_.blocks = reinterpret_cast<int*>(p + per_head * kv_heads_ * 4);
-  sel_.hits = reinterpret_cast<uint32_t*>(p + per_head * kv_heads_ * 8);
-  sel_.count = reinterpret_cast<int*>(p + per_head * kv_heads_ * 8 + per_head * 4);
+  sel_.work = reinterpret_cast<uint32_t*>(p + work_at);
+  sel_.hits = reinterpret_cast<uint32_t*>(p + work_at + work_bytes);
+  sel_.count = reinterpret_cast<int*>(p + work_at + work_bytes + per_head * 4);
   CUDA_CHECK(cudaMemsetAsync(sel_mem_.get(), 0, sel_bytes, be.stream()));
   bytes_ = kv_bytes + sel_bytes;
   CUDA_CHECK(cudaStreamSynchronize(be.stream()));

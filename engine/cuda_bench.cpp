@@ -258,8 +258,11 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       ck(resa::cuda::decode_workspace_init(ws.as<float>(), heads, d, splits, s), "ws init");
       DevMem sel_scores(size_t(kv_heads) * cap_blocks * 4),
           sel_blocks(size_t(kv_heads) * cap_blocks * 4), sel_count(size_t(kv_heads) * 4);
+      DevMem sel_work(resa::cuda::select_work_words(kv_heads) * 4);
+      ck(cudaMemsetAsync(sel_work.p, 0, resa::cuda::select_work_words(kv_heads) * 4, s),
+         "select work");
       resa::cuda::SelectionDev sel{sel_scores.as<float>(), sel_blocks.as<int>(),
-                                   sel_count.as<int>(), nullptr};
+                                   sel_count.as<int>(), nullptr, sel_work.as<uint32_t>()};
       resa::cuda::SelectParams sp{ratio, min_blocks, 1, true};
       const float scale = 1.0f / std::sqrt(float(d));
       const std::string shape = "ctx=" + std::to_string(ctx) + " heads=" + std::to_string(heads) +
@@ -286,9 +289,10 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
            "select");
       };
       auto decode = [&](const resa::cuda::KvLayerDev& L, cudaStream_t x, bool sparse,
-                        DecodeKernel dk) {
+                        DecodeKernel dk, int n_splits = 0) {
         ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale, state,
-                                        sparse ? &sel : nullptr, splits, ws.as<float>(), x, dk),
+                                        sparse ? &sel : nullptr, n_splits ? n_splits : splits,
+                                        ws.as<float>(), x, dk),
            "decode");
       };
       // Every decode kernel that takes the shape ("", the default one; "_simt", "_fast").
@@ -310,13 +314,15 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
           }),
           "scores", summ_bytes);
       for (const auto& [name, tk] :
-           {std::pair{"topk", TopkKernel::kAuto}, std::pair{"topk_loop", TopkKernel::kLoop}})
+           {std::pair{"topk", TopkKernel::kAuto}, std::pair{"topk_loop", TopkKernel::kLoop},
+            std::pair{"topk_fused", TopkKernel::kFused}})
         add(timed([&, tk = tk](cudaStream_t x) {
               ck(resa::cuda::top_blocks(layer(), sp, state, sel, x, tk), "topk");
             }),
             name, double(kv_heads) * nb * 4);
-      add(timed([&](cudaStream_t x) { select(layer(), x, TopkKernel::kAuto); }), "select",
-          summ_bytes);
+      for (const auto& [name, tk] : {std::pair{"select", TopkKernel::kAuto},
+                                     std::pair{"select_registers", TopkKernel::kRegisters}})
+        add(timed([&, tk = tk](cudaStream_t x) { select(layer(), x, tk); }), name, summ_bytes);
       for (const Variant& v : variants) {
         add(timed([&](cudaStream_t x) { decode(layer(), x, true, v.kernel); }),
             std::string("attn_sparse") + v.suffix, sparse_kv);
@@ -326,6 +332,14 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
               decode(L, x, true, v.kernel);
             }),
             std::string("sparse_step") + v.suffix, sparse_kv + summ_bytes);
+        // Fewer splits for the sparse read (each split's CTA reads a tenth of a dense one's keys).
+        for (int div : {2, 4, 8})
+          add(timed([&, div](cudaStream_t x) {
+                decode(layer(), x, true, v.kernel, std::max(1, splits / div));
+              }),
+              std::string("attn_sparse") + v.suffix + "_splits" +
+                  std::to_string(std::max(1, splits / div)),
+              sparse_kv);
       }
     }
   }

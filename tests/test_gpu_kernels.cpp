@@ -125,6 +125,20 @@ class Dev {
   size_t n_;
 };
 
+// The fused selection's workspace (SelectionDev::work), zero as the contract asks.
+struct SelectWork {
+  explicit SelectWork(int kvh) : words(resa::cuda::select_work_words(kvh)), d(words) {
+    d.put(std::vector<uint32_t>(words, 0u));
+  }
+  // Zero again after a call (every call must leave it so), nothing written around it.
+  bool clean() const {
+    const std::vector<uint32_t> w = d.take();
+    return d.guards_intact() && std::all_of(w.begin(), w.end(), [](uint32_t x) { return x == 0u; });
+  }
+  size_t words;
+  Dev<uint32_t> d;
+};
+
 // A KV cache layer with the same bf16 values on both sides: host pages for the CPU twin,
 // the device layout of kernels/cuda/attention.h for the CUDA kernels.
 struct TwinKv {
@@ -681,6 +695,32 @@ class TestGpuKernels : public QObject {
       }
       for (int b = 0; b < kv.nb; ++b) QCOMPARE(hits[b], ref_hits[b]);
       QVERIFY(dblocks.guards_intact());
+      if (ties) continue;  // select_blocks scores the summaries: the ties above are not theirs
+      // select_blocks, fused (kAuto with a workspace) and not: the same scores, bit for bit, and
+      // the CPU's selection of them.
+      SelectWork work(kvh);
+      for (auto kernel : {resa::cuda::TopkKernel::kAuto, resa::cuda::TopkKernel::kFused,
+                          resa::cuda::TopkKernel::kRegisters}) {
+        Dev<float> dsc(size_t(kvh) * kv.dev.cap_blocks);
+        Dev<int> db(size_t(kvh) * kv.dev.cap_blocks), dc(kvh);
+        resa::cuda::SelectionDev sel{dsc.get(), db.get(), dc.get(), nullptr, work.d.get()};
+        CK(resa::cuda::select_blocks(kv.dev, dq.get(), heads, scale, sp, st.get(), sel, 132,
+                                     nullptr, kernel));
+        const std::vector<float> sc = dsc.take();
+        const std::vector<int> b2 = db.take(), c2 = dc.take();
+        for (int h = 0; h < kvh; ++h) {
+          for (int b = 0; b < kv.nb; ++b) {
+            const size_t o = size_t(h) * kv.dev.cap_blocks + b;
+            QVERIFY2(std::memcmp(&sc[o], &scores[o], 4) == 0, "select_blocks' scores differ");
+          }
+          QCOMPARE(c2[h], count[h]);
+          for (int i = 0; i < count[h]; ++i)
+            QCOMPARE(b2[size_t(h) * kv.dev.cap_blocks + i],
+                     blocks[size_t(h) * kv.dev.cap_blocks + i]);
+        }
+        QVERIFY(dsc.guards_intact() && db.guards_intact());
+        QVERIFY2(work.clean(), "select_blocks left its workspace nonzero");
+      }
     }
   }
 
@@ -718,10 +758,20 @@ class TestGpuKernels : public QObject {
     resa::cuda::KvLayerDev kv{nullptr, nullptr, nullptr, kvh, 16, bs, cap_blocks * bs, cap_blocks};
     DevState st(ctx - 1, 1, ctx);
     Dev<float> dscores(size_t(kvh) * cap_blocks);
-    if (cap_blocks > 32768) {  // past the register kernel's reach: refused, nothing launched
+    SelectWork work(kvh);
+    if (cap_blocks > 32768) {  // past the register kernels' reach: refused, nothing launched
       resa::cuda::SelectionDev none{};
       QCOMPARE(resa::cuda::top_blocks(kv, resa::cuda::SelectParams{}, st.get(), none, nullptr,
                                       resa::cuda::TopkKernel::kRegisters),
+               cudaErrorInvalidValue);
+      none.work = work.d.get();
+      QCOMPARE(resa::cuda::top_blocks(kv, resa::cuda::SelectParams{}, st.get(), none, nullptr,
+                                      resa::cuda::TopkKernel::kFused),
+               cudaErrorInvalidValue);
+    } else {  // the fused kernel without its workspace: refused
+      resa::cuda::SelectionDev none{};
+      QCOMPARE(resa::cuda::top_blocks(kv, resa::cuda::SelectParams{}, st.get(), none, nullptr,
+                                      resa::cuda::TopkKernel::kFused),
                cudaErrorInvalidValue);
     }
     for (int mode = 0; mode < 5; ++mode) {
@@ -776,24 +826,28 @@ class TestGpuKernels : public QObject {
           for (int b : ref[h]) ++ref_hits[b];
         }
         resa::cuda::SelectParams sp{ratio, min_blocks, local, sink};
-        for (auto kernel : {resa::cuda::TopkKernel::kRegisters, resa::cuda::TopkKernel::kLoop}) {
-          if (kernel == resa::cuda::TopkKernel::kRegisters && cap_blocks > 32768) continue;
+        for (auto kernel : {resa::cuda::TopkKernel::kRegisters, resa::cuda::TopkKernel::kLoop,
+                            resa::cuda::TopkKernel::kFused}) {
+          const bool loop = kernel == resa::cuda::TopkKernel::kLoop;
+          if (!loop && cap_blocks > 32768) continue;
           Dev<int> dblocks(size_t(kvh) * cap_blocks), dcount(kvh);
           Dev<uint32_t> dhits(cap_blocks);
           cudaMemset(dhits.get(), 0, cap_blocks * 4);
-          resa::cuda::SelectionDev sd{dscores.get(), dblocks.get(), dcount.get(), dhits.get()};
+          resa::cuda::SelectionDev sd{dscores.get(), dblocks.get(), dcount.get(), dhits.get(),
+                                      work.d.get()};
           CK(resa::cuda::top_blocks(kv, sp, st.get(), sd, nullptr, kernel));
           CK(cudaDeviceSynchronize());
           const std::vector<int> blocks = dblocks.take(), count = dcount.take();
           const std::vector<uint32_t> hits = dhits.take();
-          const QString where =
-              QString("%1 kernel, mode %2 ratio %3 min %4 local %5 sink %6")
-                  .arg(kernel == resa::cuda::TopkKernel::kLoop ? "loop" : "registers")
-                  .arg(mode)
-                  .arg(ratio)
-                  .arg(min_blocks)
-                  .arg(local)
-                  .arg(sink);
+          const QString where = QString("%1 kernel, mode %2 ratio %3 min %4 local %5 sink %6")
+                                    .arg(loop                                       ? "loop"
+                                         : kernel == resa::cuda::TopkKernel::kFused ? "fused"
+                                                                                    : "registers")
+                                    .arg(mode)
+                                    .arg(ratio)
+                                    .arg(min_blocks)
+                                    .arg(local)
+                                    .arg(sink);
           for (int h = 0; h < kvh; ++h) {
             QVERIFY2(count[h] == int(ref[h].size()), qPrintable(where + " count"));
             for (size_t i = 0; i < ref[h].size(); ++i)
@@ -806,6 +860,7 @@ class TestGpuKernels : public QObject {
             QVERIFY2(hits[b] == (b < nb ? ref_hits[b] : 0u), qPrintable(where + " hits"));
           QVERIFY2(dblocks.guards_intact(), qPrintable(where + " guards"));
           QVERIFY2(dhits.guards_intact(), qPrintable(where + " hit guards"));
+          QVERIFY2(work.clean(), qPrintable(where + " workspace left nonzero"));
         }
       }
     }

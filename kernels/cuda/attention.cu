@@ -9,6 +9,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/decode.h"
 #include "kernels/cuda/prefill_tc.h"
+#include "kernels/cuda/scores.cuh"
 #include "kernels/cuda/topk.h"
 
 namespace resa::cuda {
@@ -399,62 +400,21 @@ __global__ void __launch_bounds__(kPrefillWarps * 32)
 constexpr int kScoreThreads = 256;
 constexpr int kScoreUnroll = 4;
 
-// Grid (CTAs per head, kv_heads). A block's summary (2*D bf16) is read by D/4 lanes, 16 bytes
-// each: the first half holds the min, the second the max of the same dimensions.
+// Grid (CTAs per head, kv_heads): the warps of a head's CTAs share its blocks (scores.cuh).
 template <int D>
 __global__ void __launch_bounds__(kScoreThreads)
     scores_kernel(KvLayerDev kv, const float* __restrict__ q, int group, float scale,
                   const PassState* st, float* scores) {
   grid_dependency_wait();
   allow_next_launch();
-  constexpr int LPB = D / 4, HALF = LPB / 2, BPW = 32 / LPB, U = kScoreUnroll;
   const int h = blockIdx.y;
   __shared__ float qs[D];
-  // RESA.md step 3: the group's mean query, scaled (same order as the CPU twin).
-  for (int x = threadIdx.x; x < D; x += blockDim.x) {
-    float s = 0.f;
-    for (int g = 0; g < group; ++g) s += q[size_t(h * group + g) * D + x];
-    qs[x] = s * (scale / float(group));
-  }
-  __syncthreads();
+  scores::group_query<D>(q, h, group, scale, qs);
   const int ctx = st->pos0 + 1, nb = (ctx + kv.block_size - 1) / kv.block_size;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int sub = lane / LPB, li = lane % LPB, dim0 = (li % HALF) * 8;
-  float qf[8];
-#pragma unroll
-  for (int j = 0; j < 8; ++j) qf[j] = qs[dim0 + j];
-  const int warps_total = gridDim.x * (kScoreThreads / 32);
-  const int gw = blockIdx.x * (kScoreThreads / 32) + warp;
-  const uint16_t* base = kv.summ + size_t(h) * kv.cap_blocks * 2 * D;
   float* out = scores + size_t(h) * kv.cap_blocks;
-  for (int b0 = gw * BPW * U; b0 < nb; b0 += warps_total * BPW * U) {
-    uint4 r[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int b = b0 + u * BPW + sub;
-      r[u] = b < nb ? ld_stream(base + size_t(b) * 2 * D + li * 8) : make_uint4(0, 0, 0, 0);
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      uint4 o;
-      o.x = __shfl_xor_sync(0xffffffffu, r[u].x, HALF);
-      o.y = __shfl_xor_sync(0xffffffffu, r[u].y, HALF);
-      o.z = __shfl_xor_sync(0xffffffffu, r[u].z, HALF);
-      o.w = __shfl_xor_sync(0xffffffffu, r[u].w, HALF);
-      float lo[8], hi[8];
-      if (li < HALF)
-        unpack8(r[u], lo), unpack8(o, hi);
-      else
-        unpack8(o, lo), unpack8(r[u], hi);
-      float s = 0.f;
-#pragma unroll
-      for (int j = 0; j < 8; ++j) s += fmaxf(qf[j] * hi[j], qf[j] * lo[j]);
-#pragma unroll
-      for (int o2 = HALF / 2; o2 > 0; o2 >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o2);
-      const int b = b0 + u * BPW + sub;
-      if (li == 0 && b < nb) out[b] = s;
-    }
-  }
+  scores::for_each_score<D, kScoreUnroll>(
+      kv, qs, h, nb, blockIdx.x * (kScoreThreads / 32) + int(threadIdx.x >> 5),
+      gridDim.x * (kScoreThreads / 32), [&](int b, float s) { out[b] = s; });
 }
 
 constexpr int kTopkThreads = 1024;
@@ -815,21 +775,53 @@ cudaError_t block_scores(const KvLayerDev& kv, const float* q, int n_heads, floa
   });
 }
 
-cudaError_t top_blocks(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
-                       const SelectionDev& sel, cudaStream_t s, TopkKernel kernel) {
-  static const bool force_loop = [] {
+namespace {
+
+// The top-k kernel for a call: kAuto resolved (fused only where the caller allows it), or
+// cudaErrorInvalidValue through ok = false where the kernel asked for does not apply.
+TopkKernel topk_choice(const KvLayerDev& kv, const SelectionDev& sel, TopkKernel kernel,
+                       bool fused_auto, bool& ok) {
+  static const TopkKernel forced = [] {
     const char* e = std::getenv("RESA_TOPK_KERNEL");
-    return e && std::strcmp(e, "loop") == 0;
+    if (e && std::strcmp(e, "loop") == 0) return TopkKernel::kLoop;
+    if (e && std::strcmp(e, "registers") == 0) return TopkKernel::kRegisters;
+    return TopkKernel::kAuto;
   }();
   const bool fits = topk::registers_fit(kv.cap_blocks);
-  bool registers = fits && !force_loop;
-  if (kernel == TopkKernel::kRegisters) {
-    if (!fits) return cudaErrorInvalidValue;
-    registers = true;
-  } else if (kernel == TopkKernel::kLoop) {
-    registers = false;
+  ok = true;
+  switch (kernel) {
+    case TopkKernel::kFused:
+      ok = fits && sel.work;
+      return kernel;
+    case TopkKernel::kRegisters:
+      ok = fits;
+      return kernel;
+    case TopkKernel::kLoop:
+      return kernel;
+    case TopkKernel::kAuto:
+      break;
   }
-  if (registers) return topk::registers_launch(kv, p, st, sel, s);
+  if (forced == TopkKernel::kLoop || !fits) return TopkKernel::kLoop;
+  if (forced == TopkKernel::kRegisters || !fused_auto || !sel.work) return TopkKernel::kRegisters;
+  return TopkKernel::kFused;
+}
+
+}  // namespace
+
+cudaError_t top_blocks(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
+                       const SelectionDev& sel, cudaStream_t s, TopkKernel kernel) {
+  bool ok = true;
+  switch (topk_choice(kv, sel, kernel, false, ok)) {
+    case TopkKernel::kFused:
+      if (!ok) return cudaErrorInvalidValue;
+      return topk::fused_launch(kv, nullptr, 1, 0.f, p, st, sel, device_sm_count(), s);
+    case TopkKernel::kRegisters:
+      if (!ok) return cudaErrorInvalidValue;
+      return topk::registers_launch(kv, p, st, sel, s);
+    case TopkKernel::kLoop:
+    case TopkKernel::kAuto:
+      break;
+  }
   topk_kernel<<<kv.kv_heads, kTopkThreads, 0, s>>>(kv, p, st, sel);
   return cudaGetLastError();
 }
@@ -837,9 +829,15 @@ cudaError_t top_blocks(const KvLayerDev& kv, const SelectParams& p, const PassSt
 cudaError_t select_blocks(const KvLayerDev& kv, const float* q, int n_heads, float scale,
                           const SelectParams& p, const PassState* st, const SelectionDev& sel,
                           int sm_count, cudaStream_t s, TopkKernel kernel) {
+  if (kv.kv_heads < 1 || n_heads % kv.kv_heads) return cudaErrorInvalidValue;
+  bool ok = true;
+  const TopkKernel k = topk_choice(kv, sel, kernel, true, ok);
+  if (!ok) return cudaErrorInvalidValue;
+  if (k == TopkKernel::kFused)
+    return topk::fused_launch(kv, q, n_heads / kv.kv_heads, scale, p, st, sel, sm_count, s);
   const cudaError_t e = block_scores(kv, q, n_heads, scale, st, sel.scores, sm_count, s);
   if (e != cudaSuccess) return e;
-  return top_blocks(kv, p, st, sel, s, kernel);
+  return top_blocks(kv, p, st, sel, s, k);
 }
 
 cudaError_t kv_fill_random(const KvLayerDev& kv, int tokens, uint64_t seed, cudaStream_t s) {

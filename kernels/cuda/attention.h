@@ -29,7 +29,15 @@ struct SelectionDev {
   int* blocks = nullptr;     // [kv_heads][cap_blocks] selected block ids, ascending
   int* count = nullptr;      // [kv_heads]
   uint32_t* hits = nullptr;  // [cap_blocks] or null: selections counted per block
+  // select_work_words(kv_heads) words, zero when first used (every call leaves them zero), or
+  // null: the fused selection's histograms and counters (TopkKernel::kFused).
+  uint32_t* work = nullptr;
 };
+
+// The fused selection's workspace: a histogram of kSelectWorkBins counts per KV head, then one
+// counter per KV head.
+constexpr int kSelectWorkBins = 4096;
+inline size_t select_work_words(int kv_heads) { return size_t(kv_heads) * (kSelectWorkBins + 1); }
 
 struct SelectParams {
   double ratio = 0.1;
@@ -109,14 +117,20 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
                               float* workspace, size_t workspace_floats, cudaStream_t s,
                               PrefillKernel kernel = PrefillKernel::kAuto);
 
-// The kernel behind top_blocks (both give identical selections):
+// The kernel behind top_blocks and select_blocks (all give identical selections):
+//   kFused:     one grid of many CTAs per KV head: each scores its share of the blocks (in
+//               select_blocks; top_blocks reads the given scores) and counts their top 12 bits
+//               into a histogram per head (sel.work); the last CTA of each head finishes the
+//               select from that histogram with the scores in registers. For caches of at most
+//               32768 blocks per head; needs sel.work.
 //   kRegisters: one CTA per KV head with the scores in registers (a radix select, then an ordered
-//               compaction), for caches of at most 32768 blocks per head (cap_blocks).
+//               compaction), same reach; select_blocks runs the scores kernel before it.
 //   kLoop:      the CTA re-reads the scores from memory on every radix pass (the reference).
-//   kAuto:      kRegisters where it applies, else kLoop; RESA_TOPK_KERNEL=loop in the
-//               environment (read once per process) forces kLoop.
-// kRegisters where it does not apply fails with cudaErrorInvalidValue.
-enum class TopkKernel { kAuto, kRegisters, kLoop };
+//   kAuto:      select_blocks: kFused where it applies, else kRegisters where it applies, else
+//               kLoop; top_blocks: kRegisters, else kLoop. RESA_TOPK_KERNEL=registers or =loop in
+//               the environment (read once per process) forces that kernel where it applies.
+// A kernel asked for where it does not apply fails with cudaErrorInvalidValue.
+enum class TopkKernel { kAuto, kRegisters, kLoop, kFused };
 
 // Block scores of the group-mean queries, then the top blocks per KV head (sink and local
 // forced, ties to the lower index), for a decode step at st->pos0. q: [n_heads][head_dim].

@@ -132,9 +132,12 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
 
-  // Copies: lane copies K and V row (lane & 15) of a step, 16-byte chunks 2c + (lane >> 4), so
-  // each copy instruction reads whole 32-byte sectors.
-  const int row = lane & 15, half = lane >> 4;
+  // Copies: lane l computes the position of row l & 15 of a step (lanes 16-31 repeat 0-15); each
+  // copy instruction then moves whole rows, RPI rows of D / 8 16-byte chunks (2 rows of 256 bytes
+  // for D = 128), so a warp's request covers whole 128-byte lines. Copying 32 bytes of each of 16
+  // rows per instruction instead measured 64% of copy bandwidth at 256K (h200-s10.json).
+  constexpr int CPR = D / 8, RPI = 32 / CPR;
+  const int row = lane & 15, crow = lane / CPR, chunk = (lane % CPR) * 8;
   const uint16_t* kg = kv.k + size_t(h) * kv.capacity * D;
   const uint16_t* vg = kv.v + size_t(h) * kv.capacity * D;
   uint16_t* const ring = reinterpret_cast<uint16_t*>(dec_smem) + size_t(warp) * S * SE;
@@ -171,14 +174,15 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
     const bool ok = pos >= 0;
-    const size_t src = size_t(ok ? pos : 0) * D;
     uint16_t* sk = ring + slot * SE;
     uint16_t* sv = sk + kStepKeys * KS;
 #pragma unroll
-    for (int c = 0; c < D / 16; ++c) {
-      const int x = (2 * c + half) * 8;
-      cp_async16(smem_u32(sk + row * KS + x), kg + src + x, ok);
-      cp_async16(smem_u32(sv + row * KS + x), vg + src + x, ok);
+    for (int j = 0; j < kStepKeys / RPI; ++j) {
+      const int r = j * RPI + crow;
+      const int pr = __shfl_sync(0xffffffffu, pos, r);
+      const size_t src = size_t(pr >= 0 ? pr : 0) * D + chunk;
+      cp_async16(smem_u32(sk + r * KS + chunk), kg + src, pr >= 0);
+      cp_async16(smem_u32(sv + r * KS + chunk), vg + src, pr >= 0);
     }
     const uint32_t vm = __ballot_sync(0xffffffffu, ok);  // bits r and r + 16: row r
     if (lane == 0) s_mask[warp][slot] = vm & 0xffffu;

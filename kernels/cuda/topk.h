@@ -33,4 +33,11 @@ inline bool registers_fit(int cap_blocks) { return cap_blocks <= kMaxBlocks; }
 cudaError_t registers_launch(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
                              const SelectionDev& sel, cudaStream_t s);
 
+// The fused selection, a grid of many CTAs per KV head (topk.cu, select_fused_kernel): with q,
+// the block scores of select_blocks and then the top-k; with q null, the top-k of the scores in
+// sel.scores (top_blocks). registers_fit(kv.cap_blocks) and sel.work must hold.
+cudaError_t fused_launch(const KvLayerDev& kv, const float* q, int group, float scale,
+                         const SelectParams& p, const PassState* st, const SelectionDev& sel,
+                         int sm_count, cudaStream_t s);
+
 }  // namespace resa::cuda::topk

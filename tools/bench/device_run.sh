@@ -4,8 +4,8 @@
 # one slow step cannot eat the call; everything lands in OUT_DIR (tar it: a call returns at most
 # 8 files).
 # Usage on the GPU host, from the project root: tools/bench/device_run.sh RUN OUT_DIR
-#   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json) or
-#   check (tests and a short timing after a refactor). h200-sparse-ab.json came
+#   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json), s11ab
+#   (this session's A/B calls) or check (tests and a short timing after a refactor). h200-sparse-ab.json came
 #   from tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of kernels since removed).
 set -uo pipefail
 run="${1:?RUN}" out="${2:?OUT_DIR}"
@@ -27,7 +27,7 @@ step() {  # step NAME SECONDS COMMAND...
   grep -vE "^\s*$" "$out/$name.txt" | tail -24 >> "$out/summary.txt"
 }
 bench=build-gpu/app/resa-bench
-step test_gpu_kernels 150 build-gpu/tests/test_gpu_kernels
+step test_gpu_kernels 220 build-gpu/tests/test_gpu_kernels
 step test_gpu_model 100 build-gpu/tests/test_gpu_model
 grep -hE "^FAIL|^Totals" "$out/test_gpu_kernels.txt" "$out/test_gpu_model.txt" | head -20
 case "$run" in
@@ -79,10 +79,28 @@ case "$run" in
     step e2e_1p5b 80 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
       --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
       --json "$out/e2e_1p5b.json" ;;
+  s11ab)  # session 11's A/B: every attention/selection variant, end to end with each kernel
+    if grep -qE "^FAIL.*attention_matches_cpu" "$out/test_gpu_kernels.txt"; then
+      export RESA_DECODE_KERNEL=simt; echo "fast decode failed its test: simt used" | tee -a "$out/summary.txt"
+    fi
+    if grep -qE "^FAIL.*(topk|selection)_matches_cpu" "$out/test_gpu_kernels.txt"; then
+      export RESA_TOPK_KERNEL=loop; echo "a top-k kernel failed its test: loop used" | tee -a "$out/summary.txt"
+    fi
+    step ops 150 $bench --op attention --contexts 32768,131072,262144 --repeats 50 --json "$out/ops.json"
+    step ops_2kv 60 $bench --op attention --contexts 32768,262144 --op-heads 12/2/128 --repeats 50 \
+      --json "$out/ops_2kv.json"
+    step e2e_8b 150 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
+      --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json"
+    step e2e_8b_fast 120 env RESA_DECODE_KERNEL=fast $bench --random-weights llama-3.1-8b \
+      --device cuda --contexts 4096,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_8b_fast.json"
+    step e2e_8b_regtopk 80 env RESA_TOPK_KERNEL=registers $bench --random-weights llama-3.1-8b \
+      --device cuda --contexts 262144 --modes sparse,resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_8b_regtopk.json" ;;
   check)  # after a refactor: the gpu tests above, and a short timing to compare with s10
     step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
     step e2e_8b 80 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
       --modes dense,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json" ;;
-  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, check)" >&2; exit 2 ;;
+  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11ab, check)" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"
