@@ -333,13 +333,13 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
             }),
             std::string("sparse_step") + v.suffix, sparse_kv + summ_bytes);
         // Fewer splits for the sparse read (each split's CTA reads a tenth of a dense one's keys).
-        for (int div : {2, 4, 8})
-          add(timed([&, div](cudaStream_t x) {
-                decode(layer(), x, true, v.kernel, std::max(1, splits / div));
-              }),
-              std::string("attn_sparse") + v.suffix + "_splits" +
-                  std::to_string(std::max(1, splits / div)),
-              sparse_kv);
+        // Each split count has its own counters in the workspace (decode_workspace_init).
+        for (int div : {2, 4, 8}) {
+          const int n = std::max(1, splits / div);
+          ck(resa::cuda::decode_workspace_init(ws.as<float>(), heads, d, n, s), "ws init");
+          add(timed([&, n](cudaStream_t x) { decode(layer(), x, true, v.kernel, n); }),
+              std::string("attn_sparse") + v.suffix + "_splits" + std::to_string(n), sparse_kv);
+        }
       }
     }
   }

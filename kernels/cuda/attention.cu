@@ -596,7 +596,7 @@ size_t decode_workspace_floats(int n_heads, int head_dim, int splits) {
 namespace {
 
 // kAuto resolved: true for the tensor-core kernel.
-bool decode_use_fast(DecodeKernel kernel, int head_dim, int group, int kv_heads, bool sparse) {
+bool decode_use_fast(DecodeKernel kernel, int head_dim, int group) {
   static const DecodeKernel forced = [] {
     const char* e = std::getenv("RESA_DECODE_KERNEL");
     if (e && std::strcmp(e, "simt") == 0) return DecodeKernel::kSimt;
@@ -613,11 +613,11 @@ bool decode_use_fast(DecodeKernel kernel, int head_dim, int group, int kv_heads,
   }
   if (forced != DecodeKernel::kAuto)
     return forced == DecodeKernel::kFast && fast::decode_supported(head_dim, group);
-  // Measured on an H200 (docs/benchmarks/h200-s10.json, 262,144 positions, head_dim 128): dense
-  // with 2 KV heads 132 us (tensor cores) against 154 us (CUDA cores); dense with 8 KV heads 397
-  // against 353 us; sparse equal within 7% either way. So the tensor-core kernel only where it
-  // won: dense decode with at most 2 KV heads.
-  return !sparse && kv_heads <= 2 && fast::decode_supported(head_dim, group);
+  // Measured on an H200 (docs/benchmarks/h200-s11.json): with whole-row copies the tensor-core
+  // kernel reads 256K positions x 8 KV heads at 94% of copy bandwidth against 72% for the
+  // CUDA-core kernel, and the sparse read in 40 against 54 us; so it is the default wherever it
+  // applies (head_dim 32, 64, 128).
+  return fast::decode_supported(head_dim, group);
 }
 
 }  // namespace
@@ -628,7 +628,7 @@ cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, i
   if (kv.kv_heads < 1 || n_heads % kv.kv_heads || splits < 1) return cudaErrorInvalidValue;
   const int group = n_heads / kv.kv_heads;
   if (!attention_supported(kv.head_dim, group)) return cudaErrorInvalidValue;
-  if (decode_use_fast(kernel, kv.head_dim, group, kv.kv_heads, sel != nullptr))
+  if (decode_use_fast(kernel, kv.head_dim, group))
     return fast::decode_launch(kv, q, out, n_heads, scale * kLog2e, st, sel, splits, workspace, s);
   float* part_o = workspace;
   float* part_lse = workspace + size_t(splits) * n_heads * kv.head_dim;

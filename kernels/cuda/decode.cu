@@ -33,6 +33,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -89,7 +90,8 @@ template <int D>
 __global__ void __launch_bounds__(kThreads)
     decode_tc_kernel(KvLayerDev kv, const float* __restrict__ q, float* __restrict__ out,
                      int n_heads, float scale_log2, const PassState* st, const int* sel_blocks,
-                     const int* sel_count, float* part_o, float* part_lse, unsigned* counters) {
+                     const int* sel_count, float* part_o, float* part_lse, unsigned* counters,
+                     int min_split_keys) {
   constexpr int S = stages<D>(), KS = row_stride<D>(), SE = slot_elems<D>();
   constexpr int DK = D / 16;  // k-steps of Q K^T, m-tiles of V^T P^T
   static_assert(D % 32 == 0 && merge_bytes<D>() <= smem_bytes<D>(), "decode shape");
@@ -101,13 +103,18 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float s_m[kWarps][kMaxGroup], s_l[kWarps][kMaxGroup];
   __shared__ int s_last;
 
-  const int h = blockIdx.y, split = blockIdx.x, splits = gridDim.x;
+  const int h = blockIdx.y, split = blockIdx.x;
   const int G = n_heads / kv.kv_heads;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int ctx = st->pos0 + 1, bs = kv.block_size;
   const bool sparse = sel_blocks != nullptr;
   const int* blocks = sparse ? sel_blocks + size_t(h) * kv.cap_blocks : nullptr;
   const int total = sparse ? sel_count[h] * bs : ctx;
+  // Splits in use: the grid's, fewer where a split would get under min_split_keys keys (a short
+  // context, a sparse step's few blocks): the unused CTAs leave at once and the combine merges
+  // fewer partials. The same on every CTA of the head.
+  const int splits = max(1, min(int(gridDim.x), (total + min_split_keys - 1) / min_split_keys));
+  if (split >= splits) return;
   // Whole steps per CTA: only the last CTA with keys may end inside a step; later ones get none.
   const int per = ((total + splits - 1) / splits + kStepKeys - 1) / kStepKeys * kStepKeys;
   const int begin = int(min(int64_t(total), int64_t(split) * per));
@@ -317,20 +324,27 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   if (!s_last) return;
   __threadfence();  // the other CTAs' partials are read after their count
-  for (int gg = warp; gg < G; gg += kWarps) {
+  for (int gg = warp; gg < G; gg += kWarps) {  // weights of head gg's splits, one read each
     const float* lse = part_lse + size_t(h) * G + gg;
-    float M = -INFINITY;
-    for (int sp = lane; sp < splits; sp += 32) M = fmaxf(M, __ldcg(lse + size_t(sp) * n_heads));
-    M = warp_max(M);
-    float W = 0.f;
+    float m = -INFINITY, w = 0.f;  // this lane's running max and sum of exp2(lse - m)
     for (int sp = lane; sp < splits; sp += 32) {
-      const float w = M == -INFINITY ? 0.f : exp2f(__ldcg(lse + size_t(sp) * n_heads) - M);
-      s_w[gg * splits + sp] = w;
-      W += w;
+      const float x = __ldcg(lse + size_t(sp) * n_heads);
+      s_w[gg * splits + sp] = x;
+      if (x > m) {
+        w = w * exp2f(m - x) + 1.f;  // exp2f(-inf) = 0 on the first finite one
+        m = x;
+      } else if (x != -INFINITY) {
+        w += exp2f(x - m);
+      }
     }
-    W = warp_sum(W);
+    const float M = warp_max(m);
+    const float W = warp_sum(m == -INFINITY ? 0.f : w * exp2f(m - M));
     const float inv = W > 0.f ? 1.0f / W : 0.f;
-    for (int sp = lane; sp < splits; sp += 32) s_w[gg * splits + sp] *= inv;
+    __syncwarp();
+    for (int sp = lane; sp < splits; sp += 32) {
+      const float x = s_w[gg * splits + sp];
+      s_w[gg * splits + sp] = M == -INFINITY ? 0.f : exp2f(x - M) * inv;
+    }
   }
   __syncthreads();
   constexpr int PER = kMaxGroup * D / kThreads;  // outputs per thread at most
@@ -339,7 +353,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int k = 0; k < PER; ++k) acc[k] = 0.f;
   const int GD = G * D;
   const float* src = part_o + size_t(h) * G * D;
-#pragma unroll 4  // several splits' loads in flight per thread: this tail is latency-bound
+#pragma unroll 8  // several splits' loads in flight per thread: this tail is latency-bound
   for (int sp = 0; sp < splits; ++sp) {
     const float* part = src + size_t(sp) * n_heads * D;
 #pragma unroll
@@ -391,6 +405,17 @@ int ctas_per_sm() {
   return n;
 }
 
+// Keys a split keeps at least (the kernel uses fewer splits below it): 4 steps of each warp by
+// default; RESA_DECODE_MIN_SPLIT_KEYS in the environment (read once per process) overrides it.
+int min_split_keys() {
+  static const int n = [] {
+    const char* e = std::getenv("RESA_DECODE_MIN_SPLIT_KEYS");
+    const int v = e ? std::atoi(e) : 0;
+    return v > 0 ? v : 4 * kWarps * kStepKeys;
+  }();
+  return n;
+}
+
 }  // namespace
 
 bool decode_supported(int head_dim, int group) {
@@ -422,7 +447,7 @@ cudaError_t decode_launch(const KvLayerDev& kv, const float* q, float* out, int 
     const int ctas = std::min({splits, kMaxSplits, wave});
     return launch(decode_tc_kernel<D>, dim3(ctas, kv.kv_heads), dim3(kThreads), smem_bytes<D>(), s,
                   kv, q, out, n_heads, scale_log2, st, sel ? sel->blocks : nullptr,
-                  sel ? sel->count : nullptr, part_o, part_lse, counters);
+                  sel ? sel->count : nullptr, part_o, part_lse, counters, min_split_keys());
   });
 }
 

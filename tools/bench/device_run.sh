@@ -89,14 +89,21 @@ case "$run" in
     step ops 150 $bench --op attention --contexts 32768,131072,262144 --repeats 50 --json "$out/ops.json"
     step ops_2kv 60 $bench --op attention --contexts 32768,262144 --op-heads 12/2/128 --repeats 50 \
       --json "$out/ops_2kv.json"
+    for keys in 128 512; do
+      step ops_msk$keys 60 env RESA_DECODE_MIN_SPLIT_KEYS=$keys $bench --op attention \
+        --contexts 32768,262144 --repeats 50 --json "$out/ops_msk$keys.json"
+    done
     step e2e_8b 150 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
       --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json"
-    step e2e_8b_fast 120 env RESA_DECODE_KERNEL=fast $bench --random-weights llama-3.1-8b \
+    step e2e_8b_simt 120 env RESA_DECODE_KERNEL=simt $bench --random-weights llama-3.1-8b \
       --device cuda --contexts 4096,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
-      --json "$out/e2e_8b_fast.json"
+      --json "$out/e2e_8b_simt.json"
     step e2e_8b_regtopk 80 env RESA_TOPK_KERNEL=registers $bench --random-weights llama-3.1-8b \
       --device cuda --contexts 262144 --modes sparse,resa --repeats 128 --prefill-tokens 0 \
-      --json "$out/e2e_8b_regtopk.json" ;;
+      --json "$out/e2e_8b_regtopk.json"
+    step e2e_1p5b 80 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
+      --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_1p5b.json" ;;
   check)  # after a refactor: the gpu tests above, and a short timing to compare with s10
     step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
     step e2e_8b 80 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
