@@ -97,11 +97,9 @@ class CudaKvStorage final : public KvDeviceStorage {
     v.summ += l * s_elems;
     return v;
   }
-  // Layer l's selection: shared outputs, the layer's own fused-selection state.
-  cuda::SelectionDev selection(bool hits, int l) const {
+  cuda::SelectionDev selection(bool hits) const {
     cuda::SelectionDev s = sel_;
     if (!hits) s.hits = nullptr;
-    s.work += size_t(l) * cuda::select_work_words(kv_heads_);
     return s;
   }
   int cap_blocks() const { return cap_blocks_; }
@@ -414,7 +412,7 @@ class CudaBackend final : public Backend {
     sp.min_blocks = p.min_blocks;
     sp.local = p.local;
     sp.sink = p.sink;
-    sel_ = kv_->selection(count_hits, layer);
+    sel_ = kv_->selection(count_hits);
     check(cuda::select_blocks(kv_->layer(layer), q, n_heads, scale, sp, state(), sel_, sm_count(),
                               stream_),
           "select_blocks");
@@ -564,7 +562,7 @@ CudaKvStorage::CudaKvStorage(CudaBackend& be, const ModelConfig& c, int block_si
   const size_t per_head = size_t(cap_blocks_);
   // scores, blocks [kv_heads][cap_blocks]; the fused selection's workspace (16-byte aligned);
   // hits [cap_blocks]; count [kv_heads].
-  const size_t work_bytes = cuda::select_work_words(kv_heads_) * 4 * size_t(layers_);
+  const size_t work_bytes = cuda::select_work_words(kv_heads_) * 4;
   const size_t work_at = (per_head * kv_heads_ * 8 + 15) / 16 * 16;
   const size_t sel_bytes = work_at + work_bytes + per_head * 4 + size_t(kv_heads_) * 4 + 64;
   sel_mem_ = be.arena().alloc(sel_bytes);

@@ -130,13 +130,10 @@ struct SelectWork {
   explicit SelectWork(int kvh) : words(resa::cuda::select_work_words(kvh)), d(words) {
     d.put(std::vector<uint32_t>(words, 0u));
   }
-  // Histograms and counters zero again after a call (every call must leave them so; the range
-  // words after them carry state), nothing written around it.
+  // Zero again after a call (every call must leave it so), nothing written around it.
   bool clean() const {
     const std::vector<uint32_t> w = d.take();
-    const size_t heads = words / (resa::cuda::kSelectWorkBins + 5);
-    const auto end = w.begin() + ptrdiff_t(heads * (resa::cuda::kSelectWorkBins + 1));
-    return d.guards_intact() && std::all_of(w.begin(), end, [](uint32_t x) { return x == 0u; });
+    return d.guards_intact() && std::all_of(w.begin(), w.end(), [](uint32_t x) { return x == 0u; });
   }
   size_t words;
   Dev<uint32_t> d;

@@ -29,20 +29,15 @@ struct SelectionDev {
   int* blocks = nullptr;     // [kv_heads][cap_blocks] selected block ids, ascending
   int* count = nullptr;      // [kv_heads]
   uint32_t* hits = nullptr;  // [cap_blocks] or null: selections counted per block
-  // select_work_words(kv_heads) words, zero when first used, or null: the fused selection's
-  // state (TopkKernel::kFused). Per KV head a histogram and a counter, which every call leaves
-  // zero, then 4 words that carry the range of the scores from one call to the next (they only
-  // place the histogram's bins: any content gives the same selection, the range of the same
-  // layer's previous step the fastest). One per layer.
+  // select_work_words(kv_heads) words, zero when first used (every call leaves them zero), or
+  // null: the fused selection's histograms and counters (TopkKernel::kFused).
   uint32_t* work = nullptr;
 };
 
-// The fused selection's workspace: a histogram of kSelectWorkBins counts per KV head, one counter
-// per KV head, then 4 range words per KV head.
+// The fused selection's workspace: a histogram of kSelectWorkBins counts per KV head, then one
+// counter per KV head.
 constexpr int kSelectWorkBins = 4096;
-inline size_t select_work_words(int kv_heads) {
-  return size_t(kv_heads) * (kSelectWorkBins + 1 + 4);
-}
+inline size_t select_work_words(int kv_heads) { return size_t(kv_heads) * (kSelectWorkBins + 1); }
 
 struct SelectParams {
   double ratio = 0.1;
@@ -125,11 +120,10 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
 
 // The kernel behind top_blocks and select_blocks (all give identical selections):
 //   kFused:     one grid of many CTAs per KV head: each scores its share of the blocks (in
-//               select_blocks; top_blocks reads the given scores) and counts them into a
-//               histogram per head (sel.work) whose bins span the previous call's scores; the
-//               last CTA of each head finishes the select over the keys of the k-th largest's
-//               bin, with the scores in registers. For caches of at most 32768 blocks per head;
-//               needs sel.work.
+//               select_blocks; top_blocks reads the given scores) and counts their top 12 bits
+//               into a histogram per head (sel.work); the last CTA of each head finishes the
+//               select from that histogram with the scores in registers. For caches of at most
+//               32768 blocks per head; needs sel.work.
 //   kRegisters: one CTA per KV head with the scores in registers (a radix select, then an ordered
 //               compaction), same reach; select_blocks runs the scores kernel before it.
 //   kLoop:      the CTA re-reads the scores from memory on every radix pass (the reference).

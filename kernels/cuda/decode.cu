@@ -442,9 +442,11 @@ cudaError_t decode_launch(const KvLayerDev& kv, const float* q, float* out, int 
                 : nullptr;
   return dispatch_d(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
-    // One wave of resident CTAs: with equal work per CTA a second wave only adds a ramp.
+    // One wave of resident CTAs: with equal work per CTA a second wave only adds a ramp. A
+    // sparse step reads a tenth of the keys: one CTA per SM, half the partials to combine, read
+    // 256K x 8 KV heads in 36.8 against 39.7 us with two (docs/benchmarks/h200-s11.json).
     const int wave = std::max(1, ctas_per_sm<D>() * device_sm_count() / kv.kv_heads);
-    const int ctas = std::min({splits, kMaxSplits, wave});
+    const int ctas = std::min({splits, kMaxSplits, sel ? std::max(1, wave / 2) : wave});
     return launch(decode_tc_kernel<D>, dim3(ctas, kv.kv_heads), dim3(kThreads), smem_bytes<D>(), s,
                   kv, q, out, n_heads, scale_log2, st, sel ? sel->blocks : nullptr,
                   sel ? sel->count : nullptr, part_o, part_lse, counters, min_split_keys());

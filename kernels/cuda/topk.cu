@@ -15,8 +15,9 @@ namespace {
 
 constexpr uint32_t kFull = 0xffffffffu;
 constexpr int kWarps = kThreads / 32;
-constexpr int kBins = 256;       // 8-bit digits
-constexpr int kWideBins = 4096;  // the fused kernel's histogram bins (kSelectWorkBins)
+constexpr int kBins = 256;                 // 8-bit digits
+constexpr int kWideBits = 12;              // the fused kernel's first digit
+constexpr int kWideBins = 1 << kWideBits;  // kSelectWorkBins
 static_assert(kWideBins == kSelectWorkBins && kWideBins == 4 * kThreads, "wide histogram");
 
 // The key of a block: its order is the score order (-0 the key of +0, equal for the CPU twin's
@@ -81,25 +82,22 @@ __device__ __forceinline__ void load_keys(uint32_t (&key)[KPT], const float* sco
   }
 }
 
-// Steps 1 and 2 of the file comment over the keys: row j of this thread is a candidate (bit j of
-// cand_rows) or above every candidate (above_rows); `remaining` blocks are still wanted among the
-// candidates. The radix passes (8 bits at a time from the top) run over the candidates alone;
-// done: every candidate is picked. sm.sub must be zero (zero_owned, then a barrier).
+// Steps 1 and 2 of the file comment over the keys, from the digit at `shift` down (8 bits at a
+// time, the last one at shift 0), given the bits already found (prefix under mask) and the blocks
+// still wanted among the keys that match them; done: the bucket found so far is picked whole.
+// sm.sub must be zero (zero_owned, then a barrier).
 template <int KPT>
-__device__ __forceinline__ void select_and_write(const uint32_t (&key)[KPT], int rows,
-                                                 uint32_t above_rows, const uint32_t cand_rows,
-                                                 int remaining, bool done, Smem<KPT>& sm, int h,
+__device__ __forceinline__ void select_and_write(const uint32_t (&key)[KPT], int rows, int lim,
+                                                 uint32_t prefix, uint32_t mask, int remaining,
+                                                 int shift, bool done, Smem<KPT>& sm, int h,
                                                  const KvLayerDev& kv, const SelectionDev& sel) {
-  uint32_t prefix = 0, mask = 0;  // the digits found so far, and their bits
-  int shift = 24;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 #pragma unroll 1
   for (; !done; shift = max(shift - 8, 0)) {
 #pragma unroll
     for (int j = 0; j < KPT; ++j) {
       if (j >= rows) break;
-      if (((cand_rows >> j) & 1u) && (key[j] & mask) == prefix)
-        atomicAdd(&sm.sub[(key[j] >> shift) & 0xffu][lane], 1);
+      if ((key[j] & mask) == prefix) atomicAdd(&sm.sub[(key[j] >> shift) & 0xffu][lane], 1);
     }
     __syncthreads();
     {  // bin totals; each thread clears the words it read, for the next pass
@@ -149,12 +147,12 @@ __device__ __forceinline__ void select_and_write(const uint32_t (&key)[KPT], int
   }
 
   // Row j's flags as bit j: above the bucket, in it.
-  uint32_t at_rows = 0;
+  uint32_t above_rows = 0, at_rows = 0;
 #pragma unroll
   for (int j = 0; j < KPT; ++j) {
     if (j >= rows) break;
     const uint32_t m = key[j] & mask;
-    if ((cand_rows >> j) & 1u) {
+    if (j * kThreads < lim) {
       above_rows |= uint32_t(m > prefix) << j;
       at_rows |= uint32_t(m == prefix) << j;
     }
@@ -236,40 +234,25 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (tid == 0) sel.count[h] = k;
   if (k <= 0) return;
   if (k >= nb) return write_all<KPT>(h, rows, lim, kv, sel);
-  uint32_t key[KPT], cand_rows = 0;
+  uint32_t key[KPT];
   load_keys<KPT>(key, sel.scores + size_t(h) * kv.cap_blocks, rows, lim, nb, p);
-#pragma unroll
-  for (int j = 0; j < KPT; ++j) cand_rows |= uint32_t(j < rows && j * kThreads < lim) << j;
   zero_owned(sm);
   __syncthreads();
-  select_and_write<KPT>(key, rows, 0u, cand_rows, k, false, sm, h, kv, sel);
+  select_and_write<KPT>(key, rows, lim, 0u, 0u, k, 24, false, sm, h, kv, sel);
 }
 
-// The histogram bins of the fused kernel: kWideBins equal ranges of keys over [lo, hi], the
-// non-forced keys' range in this layer's previous call (its selection does not depend on them:
-// bin() only has to be monotonic; a range that fits the scores puts few keys in each bin).
-struct Bins {
-  uint32_t lo;
-  float scale;
-  __device__ __forceinline__ Bins(uint32_t l, uint32_t hi)
-      : lo(l), scale(hi > l ? float(kWideBins) / (float(hi - l) + 1.f) : 0.f) {}
-  __device__ __forceinline__ int operator()(uint32_t key) const {
-    return key <= lo ? 0 : int(fminf(float(key - lo) * scale, float(kWideBins - 1)));
-  }
-};
-
-// The fused selection. Grid (CTAs per head, kv_heads) of 1024 threads. sel.work per KV head: a
-// histogram of kWideBins counts and a counter (zero between calls), and 4 range words (the
-// previous call's range of non-forced keys, then this call's, being gathered).
+// The fused selection. Grid (CTAs per head, kv_heads) of 1024 threads; sel.work holds a wide
+// histogram per head ([kv_heads][4096] counts of the keys' top 12 bits) and a counter per head
+// after them, all zero between calls.
 // 1. Every CTA scores its share of the head's blocks (scores.cuh; with q null the scores are
-//    given in sel.scores), writes them, counts their keys per bin (Bins) in shared memory and
-//    adds its nonzero bins to the head's histogram, and its key range to the range being
-//    gathered.
-// 2. The last CTA of the head to finish (atomic counter) finds the bin of the k-th largest key
-//    (a block scan over the bins, highest first), zeroes the histogram and the counter and keeps
-//    the gathered range for the next call, loads the head's keys into registers and runs the
-//    radix passes and the compaction of the register kernel over that bin's keys alone (every
-//    key above the bin is picked).
+//    given in sel.scores), writes them, and counts their keys' top 12 bits in shared memory, then
+//    adds its nonzero bins to the head's wide histogram.
+// 2. The last CTA of the head to finish (atomic counter) finds the 12-bit bucket of the k-th
+//    largest key from the wide histogram (a block scan over the bins, highest first), zeroes the
+//    histogram and the counter for the next call, loads the head's keys into registers and runs
+//    the remaining digits (shifts 12, 4, 0) over the bucket's keys alone and the compaction, as
+//    the register kernel does. One 12-bit bin spans an eighth of an octave of scores, so the
+//    later passes see a small share of the blocks.
 template <int D, int KPT>
 __global__ void __launch_bounds__(kThreads, 1)
     select_fused_kernel(KvLayerDev kv, const float* __restrict__ q, int group, float scale,
@@ -280,44 +263,29 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ Smem<KPT> sm;
   __shared__ typename Scan::TempStorage scan_tmp;
   __shared__ float qs[D];
-  __shared__ int s_last, s_bin, s_above, s_in_bin;
-  __shared__ uint32_t s_lo, s_hi;
-  const int h = blockIdx.y, tid = threadIdx.x, lane = tid & 31;
+  __shared__ int s_last, s_digit, s_above, s_in_bin;
+  const int h = blockIdx.y, tid = threadIdx.x;
   const int ctx = st->pos0 + 1, bs = kv.block_size, nb = (ctx + bs - 1) / bs;
-  uint32_t* const hist = sel.work + size_t(h) * kWideBins;
+  uint32_t* const wide = sel.work + size_t(h) * kWideBins;
   uint32_t* const counter = sel.work + size_t(kv.kv_heads) * kWideBins + h;
-  uint32_t* const range = sel.work + size_t(kv.kv_heads) * (kWideBins + 1) + size_t(h) * 4;
   float* const scores = sel.scores + size_t(h) * kv.cap_blocks;
-  const Bins bin(__ldcg(range), __ldcg(range + 1));
-  int* const local = &sm.sub[0][0];  // this CTA's histogram
+  int* const local = &sm.sub[0][0];  // this CTA's wide histogram
   for (int i = tid; i < kWideBins; i += kThreads) local[i] = 0;
-  if (tid == 0) s_lo = ~0u, s_hi = 0u;
   __syncthreads();
-  uint32_t lo = ~0u, hi = 0u;  // this thread's non-forced keys
-  auto count = [&](int b, float sc) {
-    const bool forced = forced_block(b, nb, p);
-    const uint32_t key = order_key(sc, forced);
-    atomicAdd(&local[bin(key)], 1);
-    if (!forced) lo = min(lo, key), hi = max(hi, key);
-  };
   if (q) {
     scores::group_query<D>(q, h, group, scale, qs);
-    scores::for_each_score<D, 4>(kv, qs, h, nb, blockIdx.x * kWarps + (tid >> 5),
-                                 gridDim.x * kWarps, [&](int b, float sc) {
-                                   scores[b] = sc;
-                                   count(b, sc);
-                                 });
+    scores::for_each_score<D, 4>(
+        kv, qs, h, nb, blockIdx.x * kWarps + (tid >> 5), gridDim.x * kWarps, [&](int b, float s) {
+          scores[b] = s;
+          atomicAdd(&local[order_key(s, forced_block(b, nb, p)) >> (32 - kWideBits)], 1);
+        });
   } else {
     for (int b = blockIdx.x * kThreads + tid; b < nb; b += gridDim.x * kThreads)
-      count(b, scores[b]);
+      atomicAdd(&local[order_key(scores[b], forced_block(b, nb, p)) >> (32 - kWideBits)], 1);
   }
-  lo = __reduce_min_sync(kFull, lo);
-  hi = __reduce_max_sync(kFull, hi);
-  if (lane == 0 && lo <= hi) atomicMin(&s_lo, lo), atomicMax(&s_hi, hi);
   __syncthreads();
   for (int i = tid; i < kWideBins; i += kThreads)
-    if (const int c = local[i]) atomicAdd(&hist[i], uint32_t(c));
-  if (tid == 0 && s_lo <= s_hi) atomicMin(&range[2], s_lo), atomicMax(&range[3], s_hi);
+    if (const int c = local[i]) atomicAdd(&wide[i], uint32_t(c));
   __threadfence();  // this CTA's scores and counts are visible before its count says so
   __syncthreads();
   if (tid == 0) s_last = atomicAdd(counter, 1u) == unsigned(gridDim.x - 1);
@@ -326,15 +294,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   __threadfence();  // the other CTAs' scores and counts are read after their count
 
   // Thread t: bins 4095 - 4t down to 4092 - 4t (the last CTA reads them, then zeroes them).
-  uint4* const hist4 = reinterpret_cast<uint4*>(hist) + (kWideBins / 4 - 1 - tid);
-  const uint4 c4 = __ldcg(hist4);
-  *hist4 = make_uint4(0, 0, 0, 0);
-  if (tid == 0) {
-    *counter = 0u;
-    const uint32_t next_lo = __ldcg(&range[2]), next_hi = __ldcg(&range[3]);
-    if (next_lo <= next_hi) range[0] = next_lo, range[1] = next_hi;  // for the next call
-    range[2] = ~0u, range[3] = 0u;
-  }
+  uint4* const wide4 = reinterpret_cast<uint4*>(wide) + (kWideBins / 4 - 1 - tid);
+  const uint4 c4 = __ldcg(wide4);
+  *wide4 = make_uint4(0, 0, 0, 0);
+  if (tid == 0) *counter = 0u;
   const int k = selection_size(nb, p);
   const int lim = nb - tid;
   const int rows = min(KPT, (nb + kThreads - 1) / kThreads);
@@ -349,7 +312,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     int run = excl;
     for (int i = 0; i < 4; ++i) {
       if (run + bin_count[i] >= k) {
-        s_bin = kWideBins - 1 - 4 * tid - i, s_above = run, s_in_bin = bin_count[i];
+        s_digit = kWideBins - 1 - 4 * tid - i, s_above = run, s_in_bin = bin_count[i];
         break;
       }
       run += bin_count[i];
@@ -359,19 +322,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   load_keys<KPT>(key, scores, rows, lim, nb, p);
   zero_owned(sm);  // every thread is past its reads of `local` (barrier before s_last)
   __syncthreads();
-  uint32_t above_rows = 0, cand_rows = 0;
-#pragma unroll
-  for (int j = 0; j < KPT; ++j) {
-    if (j >= rows) break;
-    if (j * kThreads < lim) {
-      const int b = bin(key[j]);
-      above_rows |= uint32_t(b > s_bin) << j;
-      cand_rows |= uint32_t(b == s_bin) << j;
-    }
-  }
   const int remaining = k - s_above;
-  select_and_write<KPT>(key, rows, above_rows, cand_rows, remaining, s_in_bin == remaining, sm, h,
-                        kv, sel);
+  select_and_write<KPT>(key, rows, lim, uint32_t(s_digit) << (32 - kWideBits),
+                        ~0u << (32 - kWideBits), remaining, 32 - kWideBits - 8,
+                        s_in_bin == remaining, sm, h, kv, sel);
 }
 
 template <int D, int KPT>

@@ -4,8 +4,8 @@
 # one slow step cannot eat the call; everything lands in OUT_DIR (tar it: a call returns at most
 # 8 files).
 # Usage on the GPU host, from the project root: tools/bench/device_run.sh RUN OUT_DIR
-#   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json), s11ab
-#   (this session's A/B calls) or check (tests and a short timing after a refactor). h200-sparse-ab.json came
+#   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json), s11
+#   (h200-s11.json), s11ab (that session's A/B calls) or check (tests and a short timing after a refactor). h200-sparse-ab.json came
 #   from tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of kernels since removed).
 set -uo pipefail
 run="${1:?RUN}" out="${2:?OUT_DIR}"
@@ -57,7 +57,7 @@ case "$run" in
     step torch_baseline 180 python3 tools/bench/torch_baseline.py \
       --contexts 4096,32768,131072,262144 --prefill-tokens 4096,32768 \
       --json "$out/torch_baseline.json" ;;
-  s10)  # one call: kernels (every variant side by side), end to end, PyTorch (h200-s10.json)
+  s10|s11)  # one call: kernels (every variant side by side), end to end, PyTorch (h200-s1x.json)
     # A kernel variant whose twin test failed is not used for the timings after it.
     if grep -qE "^FAIL.*attention_matches_cpu" "$out/test_gpu_kernels.txt"; then
       export RESA_DECODE_KERNEL=simt; echo "fast decode failed its test: simt used" | tee -a "$out/summary.txt"
@@ -78,7 +78,12 @@ case "$run" in
       --contexts 4096,32768,131072,262144 --prefill-tokens 32768 --json "$out/torch_baseline.json"
     step e2e_1p5b 80 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
       --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
-      --json "$out/e2e_1p5b.json" ;;
+      --json "$out/e2e_1p5b.json"
+    if [ "$run" = s11 ]; then  # the selection kernels side by side, end to end
+      step e2e_8b_regtopk 80 env RESA_TOPK_KERNEL=registers $bench --random-weights llama-3.1-8b \
+        --device cuda --contexts 262144 --modes sparse,resa --repeats 128 --prefill-tokens 0 \
+        --json "$out/e2e_8b_regtopk.json"
+    fi ;;
   s11ab)  # session 11's A/B: every attention/selection variant, end to end with each kernel
     if grep -qE "^FAIL.*attention_matches_cpu" "$out/test_gpu_kernels.txt"; then
       export RESA_DECODE_KERNEL=simt; echo "fast decode failed its test: simt used" | tee -a "$out/summary.txt"
@@ -108,6 +113,6 @@ case "$run" in
     step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
     step e2e_8b 80 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
       --modes dense,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json" ;;
-  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11ab, check)" >&2; exit 2 ;;
+  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, check)" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"
