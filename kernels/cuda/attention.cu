@@ -413,7 +413,7 @@ __global__ void __launch_bounds__(kScoreThreads)
   const int ctx = st->pos0 + 1, nb = (ctx + kv.block_size - 1) / kv.block_size;
   float* out = scores + size_t(h) * kv.cap_blocks;
   scores::for_each_score<D, kScoreUnroll>(
-      kv, qs, h, nb, blockIdx.x * (kScoreThreads / 32) + int(threadIdx.x >> 5),
+      kv, qs, h, 0, nb, blockIdx.x * (kScoreThreads / 32) + int(threadIdx.x >> 5),
       gridDim.x * (kScoreThreads / 32), [&](int b, float s) { out[b] = s; });
 }
 
@@ -780,7 +780,7 @@ namespace {
 // The top-k kernel for a call: kAuto resolved (fused only where the caller allows it), or
 // cudaErrorInvalidValue through ok = false where the kernel asked for does not apply.
 TopkKernel topk_choice(const KvLayerDev& kv, const SelectionDev& sel, TopkKernel kernel,
-                       bool fused_auto, bool& ok) {
+                       bool fused_auto, int sm_count, bool& ok) {
   static const TopkKernel forced = [] {
     const char* e = std::getenv("RESA_TOPK_KERNEL");
     if (e && std::strcmp(e, "loop") == 0) return TopkKernel::kLoop;
@@ -791,7 +791,7 @@ TopkKernel topk_choice(const KvLayerDev& kv, const SelectionDev& sel, TopkKernel
   ok = true;
   switch (kernel) {
     case TopkKernel::kFused:
-      ok = fits && sel.work;
+      ok = sel.work && topk::fused_ctas(kv, sm_count) > 0;
       return kernel;
     case TopkKernel::kRegisters:
       ok = fits;
@@ -802,7 +802,9 @@ TopkKernel topk_choice(const KvLayerDev& kv, const SelectionDev& sel, TopkKernel
       break;
   }
   if (forced == TopkKernel::kLoop || !fits) return TopkKernel::kLoop;
-  if (forced == TopkKernel::kRegisters || !fused_auto || !sel.work) return TopkKernel::kRegisters;
+  if (forced == TopkKernel::kRegisters || !fused_auto || !sel.work ||
+      topk::fused_ctas(kv, sm_count) < 1)
+    return TopkKernel::kRegisters;
   return TopkKernel::kFused;
 }
 
@@ -811,7 +813,7 @@ TopkKernel topk_choice(const KvLayerDev& kv, const SelectionDev& sel, TopkKernel
 cudaError_t top_blocks(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
                        const SelectionDev& sel, cudaStream_t s, TopkKernel kernel) {
   bool ok = true;
-  switch (topk_choice(kv, sel, kernel, false, ok)) {
+  switch (topk_choice(kv, sel, kernel, false, device_sm_count(), ok)) {
     case TopkKernel::kFused:
       if (!ok) return cudaErrorInvalidValue;
       return topk::fused_launch(kv, nullptr, 1, 0.f, p, st, sel, device_sm_count(), s);
@@ -831,7 +833,7 @@ cudaError_t select_blocks(const KvLayerDev& kv, const float* q, int n_heads, flo
                           int sm_count, cudaStream_t s, TopkKernel kernel) {
   if (kv.kv_heads < 1 || n_heads % kv.kv_heads) return cudaErrorInvalidValue;
   bool ok = true;
-  const TopkKernel k = topk_choice(kv, sel, kernel, true, ok);
+  const TopkKernel k = topk_choice(kv, sel, kernel, true, sm_count, ok);
   if (!ok) return cudaErrorInvalidValue;
   if (k == TopkKernel::kFused)
     return topk::fused_launch(kv, q, n_heads / kv.kv_heads, scale, p, st, sel, sm_count, s);

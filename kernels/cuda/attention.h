@@ -29,15 +29,16 @@ struct SelectionDev {
   int* blocks = nullptr;     // [kv_heads][cap_blocks] selected block ids, ascending
   int* count = nullptr;      // [kv_heads]
   uint32_t* hits = nullptr;  // [cap_blocks] or null: selections counted per block
-  // select_work_words(kv_heads) words, zero when first used (every call leaves them zero), or
-  // null: the fused selection's histograms and counters (TopkKernel::kFused).
+  // select_work_words(kv_heads) words, zero when first used, or null: the fused selection's
+  // histograms and barrier (TopkKernel::kFused); every call leaves them ready for the next.
   uint32_t* work = nullptr;
 };
 
-// The fused selection's workspace: a histogram of kSelectWorkBins counts per KV head, then one
-// counter per KV head.
-constexpr int kSelectWorkBins = 4096;
-inline size_t select_work_words(int kv_heads) { return size_t(kv_heads) * (kSelectWorkBins + 1); }
+// The fused selection's workspace: kSelectWorkPerHead words per KV head, of which the first
+// kSelectWorkZeroed (histograms, a barrier's count) are zero between calls.
+constexpr int kSelectWorkPerHead = 1284;
+constexpr int kSelectWorkZeroed = 1025;
+inline size_t select_work_words(int kv_heads) { return size_t(kv_heads) * kSelectWorkPerHead; }
 
 struct SelectParams {
   double ratio = 0.1;
@@ -119,11 +120,13 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
                               PrefillKernel kernel = PrefillKernel::kAuto);
 
 // The kernel behind top_blocks and select_blocks (all give identical selections):
-//   kFused:     one grid of many CTAs per KV head: each scores its share of the blocks (in
-//               select_blocks; top_blocks reads the given scores) and counts their top 12 bits
-//               into a histogram per head (sel.work); the last CTA of each head finishes the
-//               select from that histogram with the scores in registers. For caches of at most
-//               32768 blocks per head; needs sel.work.
+//   kFused:     one cooperative grid of many CTAs per KV head (all resident at once), each
+//               owning a contiguous share of the blocks: it scores them (in select_blocks;
+//               top_blocks reads the given scores) and runs the radix select and the ordered
+//               compaction of kRegisters over its share, each pass's counts summed over the
+//               head's CTAs (sel.work) behind a barrier of those CTAs. For caches of fewer than
+//               65536 blocks per head where the device has the SMs (a CTA holds at most 4096
+//               blocks); needs sel.work.
 //   kRegisters: one CTA per KV head with the scores in registers (a radix select, then an ordered
 //               compaction), same reach; select_blocks runs the scores kernel before it.
 //   kLoop:      the CTA re-reads the scores from memory on every radix pass (the reference).

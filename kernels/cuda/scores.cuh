@@ -20,13 +20,14 @@ __device__ __forceinline__ void group_query(const float* __restrict__ q, int h, 
   __syncthreads();
 }
 
-// Scores of the blocks b < nb of KV head h that fall to warp gw of warps_total (U blocks per
-// warp and BPW = 32 / (D / 4) lanes groups per warp at a time, strided over the warps): emit(b,
+// Scores of the blocks b in [begin, end) of KV head h that fall to warp gw of warps_total (U blocks
+// per warp and BPW = 32 / (D / 4) lanes groups per warp at a time, strided over the warps): emit(b,
 // score) runs on one lane per block. A block's summary (2 * D bf16: min, then max of the same
 // dimensions) is read by D / 4 lanes, 16 bytes each. Every lane of the warp must call it.
 template <int D, int U, typename Emit>
-__device__ __forceinline__ void for_each_score(const KvLayerDev& kv, const float* qs, int h, int nb,
-                                               int gw, int warps_total, Emit&& emit) {
+__device__ __forceinline__ void for_each_score(const KvLayerDev& kv, const float* qs, int h,
+                                               int begin, int end, int gw, int warps_total,
+                                               Emit&& emit) {
   constexpr int LPB = D / 4, HALF = LPB / 2, BPW = 32 / LPB;
   const int lane = threadIdx.x & 31;
   const int sub = lane / LPB, li = lane % LPB, dim0 = (li % HALF) * 8;
@@ -34,12 +35,12 @@ __device__ __forceinline__ void for_each_score(const KvLayerDev& kv, const float
 #pragma unroll
   for (int j = 0; j < 8; ++j) qf[j] = qs[dim0 + j];
   const uint16_t* base = kv.summ + size_t(h) * kv.cap_blocks * 2 * D;
-  for (int b0 = gw * BPW * U; b0 < nb; b0 += warps_total * BPW * U) {
+  for (int b0 = begin + gw * BPW * U; b0 < end; b0 += warps_total * BPW * U) {
     uint4 r[U];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int b = b0 + u * BPW + sub;
-      r[u] = b < nb ? ld_stream(base + size_t(b) * 2 * D + li * 8) : make_uint4(0, 0, 0, 0);
+      r[u] = b < end ? ld_stream(base + size_t(b) * 2 * D + li * 8) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -59,7 +60,7 @@ __device__ __forceinline__ void for_each_score(const KvLayerDev& kv, const float
 #pragma unroll
       for (int o2 = HALF / 2; o2 > 0; o2 >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o2);
       const int b = b0 + u * BPW + sub;
-      if (li == 0 && b < nb) emit(b, s);
+      if (li == 0 && b < end) emit(b, s);
     }
   }
 }

@@ -15,10 +15,7 @@ namespace {
 
 constexpr uint32_t kFull = 0xffffffffu;
 constexpr int kWarps = kThreads / 32;
-constexpr int kBins = 256;                 // 8-bit digits
-constexpr int kWideBits = 12;              // the fused kernel's first digit
-constexpr int kWideBins = 1 << kWideBits;  // kSelectWorkBins
-static_assert(kWideBins == kSelectWorkBins && kWideBins == 4 * kThreads, "wide histogram");
+constexpr int kBins = 256;  // 8-bit digits
 
 // The key of a block: its order is the score order (-0 the key of +0, equal for the CPU twin's
 // float comparison); forced blocks (sink, local) get the largest key.
@@ -50,50 +47,63 @@ __device__ __forceinline__ void zero_owned(Smem<KPT>& sm) {
   sub4[owned_int4()] = sub4[owned_int4() + 4] = make_int4(0, 0, 0, 0);
 }
 
-// k >= nb: every block of head h, ascending.
+// k >= nb: every block of head h, ascending (this CTA's: first + j * 1024 + t).
 template <int KPT>
-__device__ __forceinline__ void write_all(int h, int rows, int lim, const KvLayerDev& kv,
+__device__ __forceinline__ void write_all(int h, int rows, int lim, int first, const KvLayerDev& kv,
                                           const SelectionDev& sel) {
 #pragma unroll
   for (int j = 0; j < KPT; ++j) {
     if (j >= rows) break;
     if (j * kThreads < lim) {
-      const int b = j * kThreads + int(threadIdx.x);
+      const int b = first + j * kThreads + int(threadIdx.x);
       sel.blocks[size_t(h) * kv.cap_blocks + b] = b;
       if (sel.hits) atomicAdd(&sel.hits[b], 1u);
     }
   }
 }
 
-// Thread t's keys: blocks j * 1024 + t of head h, j < rows, from scores (read through L2: other
-// CTAs of the fused kernel wrote them). Blocks past nb (in rows < rows) get key 0, the lowest, and
-// take no part: at least k + 1 blocks exist, so the k-th largest key and the blocks picked are
-// those of the existing blocks alone, and blocks past nb come last in index order.
+// Thread t's keys: blocks first + j * 1024 + t of head h, j < rows, from scores (the head's,
+// read through L2: other CTAs may have written them). Blocks past nb (in rows < rows) get key 0,
+// the lowest, and take no part: at least k + 1 blocks exist, so the k-th largest key and the
+// blocks picked are those of the existing blocks alone, and blocks past nb come last in index
+// order.
 template <int KPT>
-__device__ __forceinline__ void load_keys(uint32_t (&key)[KPT], const float* scores, int rows,
-                                          int lim, int nb, const SelectParams& p) {
-  const int tid = threadIdx.x;
+__device__ __forceinline__ void load_keys(uint32_t (&key)[KPT], const float* scores, int first,
+                                          int rows, int lim, int nb, const SelectParams& p) {
+  const int b0 = first + int(threadIdx.x);
 #pragma unroll
   for (int j = 0; j < KPT; ++j) {
     if (j >= rows) break;  // rows is uniform: each row loop ends after the last row in use
-    key[j] = j * kThreads < lim ? order_key(__ldcg(scores + j * kThreads + tid),
-                                            forced_block(j * kThreads + tid, nb, p))
+    key[j] = j * kThreads < lim ? order_key(__ldcg(scores + b0 + j * kThreads),
+                                            forced_block(b0 + j * kThreads, nb, p))
                                 : 0u;
   }
 }
+
+// The single-CTA select's exchange with other CTAs: none.
+struct Alone {
+  template <int KPT>
+  __device__ void totals(Smem<KPT>&, int) const {}
+  __device__ uint32_t before(uint32_t) const { return 0u; }
+};
 
 // Steps 1 and 2 of the file comment over the keys, from the digit at `shift` down (8 bits at a
 // time, the last one at shift 0), given the bits already found (prefix under mask) and the blocks
 // still wanted among the keys that match them; done: the bucket found so far is picked whole.
 // sm.sub must be zero (zero_owned, then a barrier).
-template <int KPT>
+//
+// Ex exchanges with the other CTAs of the head, where several share its blocks (this CTA's are
+// first + j * 1024 + t): ex.totals(sm, pass) turns this CTA's digit counts in sm.tot into the
+// head's, ex.before(packed counts of this CTA) returns those of the CTAs before it.
+template <int KPT, typename Ex>
 __device__ __forceinline__ void select_and_write(const uint32_t (&key)[KPT], int rows, int lim,
-                                                 uint32_t prefix, uint32_t mask, int remaining,
-                                                 int shift, bool done, Smem<KPT>& sm, int h,
-                                                 const KvLayerDev& kv, const SelectionDev& sel) {
+                                                 int first, uint32_t prefix, uint32_t mask,
+                                                 int remaining, int shift, bool done, Smem<KPT>& sm,
+                                                 int h, const KvLayerDev& kv,
+                                                 const SelectionDev& sel, const Ex& ex) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 #pragma unroll 1
-  for (; !done; shift = max(shift - 8, 0)) {
+  for (int pass = 0; !done; shift = max(shift - 8, 0), ++pass) {
 #pragma unroll
     for (int j = 0; j < KPT; ++j) {
       if (j >= rows) break;
@@ -111,6 +121,7 @@ __device__ __forceinline__ void select_and_write(const uint32_t (&key)[KPT], int
       if ((tid & 3) == 0) sm.tot[tid >> 2] = c;
     }
     __syncthreads();
+    ex.totals(sm, pass);
     // Lane l holds bins 255 - 8l down to 248 - 8l; counts summed from the top bin down.
     const int4 lo4 = reinterpret_cast<const int4*>(sm.tot)[62 - 2 * lane];  // 248-8l .. 251-8l
     const int4 hi4 = reinterpret_cast<const int4*>(sm.tot)[63 - 2 * lane];  // 252-8l .. 255-8l
@@ -158,7 +169,7 @@ __device__ __forceinline__ void select_and_write(const uint32_t (&key)[KPT], int
     }
   }
   // Counts per (row, warp): above in the low, in the bucket in the high 16 bits (at most
-  // kMaxBlocks each, so the sums below never carry).
+  // kMaxBlocks each over the head, so the sums below never carry).
 #pragma unroll
   for (int j = 0; j < KPT; ++j) {
     if (j >= rows) break;
@@ -184,7 +195,7 @@ __device__ __forceinline__ void select_and_write(const uint32_t (&key)[KPT], int
     const uint32_t v = __shfl_up_sync(kFull, incl, o);
     if (lane >= o) incl += v;
   }
-  const uint32_t start = incl - total + before;
+  const uint32_t start = incl - total + before + ex.before(__shfl_sync(kFull, incl, 31));
   const uint32_t lanes_below = (1u << lane) - 1u;
   int* out = sel.blocks + size_t(h) * kv.cap_blocks;
 #pragma unroll
@@ -197,7 +208,7 @@ __device__ __forceinline__ void select_and_write(const uint32_t (&key)[KPT], int
     const int n_above = int(row_start & 0xffffu) + __popc(above & lanes_below);
     const int n_at = int(row_start >> 16) + __popc(at & lanes_below);
     if (is_above || (is_at && n_at < remaining)) {
-      const int b = j * kThreads + tid;
+      const int b = first + j * kThreads + tid;
       out[n_above + min(n_at, remaining)] = b;
       if (sel.hits) atomicAdd(&sel.hits[b], 1u);
     }
@@ -233,111 +244,109 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int rows = min(KPT, (nb + kThreads - 1) / kThreads);  // rows holding a block < nb
   if (tid == 0) sel.count[h] = k;
   if (k <= 0) return;
-  if (k >= nb) return write_all<KPT>(h, rows, lim, kv, sel);
+  if (k >= nb) return write_all<KPT>(h, rows, lim, 0, kv, sel);
   uint32_t key[KPT];
-  load_keys<KPT>(key, sel.scores + size_t(h) * kv.cap_blocks, rows, lim, nb, p);
+  load_keys<KPT>(key, sel.scores + size_t(h) * kv.cap_blocks, 0, rows, lim, nb, p);
   zero_owned(sm);
   __syncthreads();
-  select_and_write<KPT>(key, rows, lim, 0u, 0u, k, 24, false, sm, h, kv, sel);
+  select_and_write<KPT>(key, rows, lim, 0, 0u, 0u, k, 24, false, sm, h, kv, sel, Alone{});
 }
 
-// The fused selection. Grid (CTAs per head, kv_heads) of 1024 threads; sel.work holds a wide
-// histogram per head ([kv_heads][4096] counts of the keys' top 12 bits) and a counter per head
-// after them, all zero between calls.
-// 1. Every CTA scores its share of the head's blocks (scores.cuh; with q null the scores are
-//    given in sel.scores), writes them, and counts their keys' top 12 bits in shared memory, then
-//    adds its nonzero bins to the head's wide histogram.
-// 2. The last CTA of the head to finish (atomic counter) finds the 12-bit bucket of the k-th
-//    largest key from the wide histogram (a block scan over the bins, highest first), zeroes the
-//    histogram and the counter for the next call, loads the head's keys into registers and runs
-//    the remaining digits (shifts 12, 4, 0) over the bucket's keys alone and the compaction, as
-//    the register kernel does. One 12-bit bin spans an eighth of an octave of scores, so the
-//    later passes see a small share of the blocks.
+// The fused selection's workspace per KV head (kSelectWorkPerHead words): 4 x 256 digit counts
+// (one histogram per radix pass) and the barrier's arrival count, zero between calls; then the
+// barrier's generation, then one word per CTA (its packed counts for the compaction).
+constexpr int kHistWords = 4 * kBins;
+constexpr int kMaxCoopCtas = kSelectWorkPerHead - kHistWords - 2;
+static_assert(kSelectWorkZeroed == kHistWords + 1 && kMaxCoopCtas >= 128, "select workspace");
+
+// A barrier of the n CTAs of one KV head (they are co-resident: the kernel is launched
+// cooperatively). bar[0] counts arrivals, bar[1] is the generation. Writes before it (any thread
+// of an arriving CTA) are visible after it. A CTA that waits past about a second traps (a CUDA
+// error instead of a hang, should co-residency ever fail).
+__device__ __forceinline__ void head_sync(uint32_t* bar, int n) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    volatile uint32_t* gen = bar + 1;
+    const uint32_t g = *gen;
+    __threadfence();
+    if (atomicAdd(bar, 1u) == uint32_t(n - 1)) {
+      bar[0] = 0u;
+      __threadfence();
+      atomicAdd(bar + 1, 1u);
+    } else {
+      for (uint32_t spins = 0; *gen == g;) {
+        __nanosleep(64);
+        if (++spins == (1u << 24)) __trap();
+      }
+    }
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+// The fused selection's exchange (select_and_write): digit counts summed in the head's
+// histograms, compaction counts published per CTA.
+struct Coop {
+  uint32_t *hist, *bar, *cnt;
+  int ctas, cta;
+  template <int KPT>
+  __device__ void totals(Smem<KPT>& sm, int pass) const {
+    const int tid = threadIdx.x;
+    uint32_t* const hp = hist + pass * kBins;
+    if (tid < kBins && sm.tot[tid]) atomicAdd(hp + tid, uint32_t(sm.tot[tid]));
+    head_sync(bar, ctas);
+    if (tid < kBins) sm.tot[tid] = int(__ldcg(hp + tid));
+    __syncthreads();
+  }
+  __device__ uint32_t before(uint32_t mine) const {
+    if (threadIdx.x == 0) cnt[cta] = mine;
+    head_sync(bar, ctas);
+    uint32_t v = 0;
+    for (int i = int(threadIdx.x & 31); i < cta; i += 32) v += __ldcg(cnt + i);
+    return __reduce_add_sync(kFull, v);
+  }
+};
+
+// The fused selection: grid (CTAs per head, kv_heads) of 1024 threads, launched cooperatively
+// (every CTA resident at once). CTA c of head h owns the contiguous blocks [c * P, c * P + P),
+// P = ceil(nb / CTAs), thread t those at j * 1024 + t.
+// 1. Scores of its blocks (scores.cuh), written to sel.scores (with q null: read from there).
+// 2. The radix select of the register kernel, each pass's digit counts summed over the head's
+//    CTAs in sel.work (a barrier per pass), and its ordered compaction with every CTA's counts
+//    published (one more barrier), so each CTA writes its picked blocks at their final slots.
+// CTA 0 of the head zeroes the histograms at the end, for the next call.
 template <int D, int KPT>
 __global__ void __launch_bounds__(kThreads, 1)
-    select_fused_kernel(KvLayerDev kv, const float* __restrict__ q, int group, float scale,
-                        SelectParams p, const PassState* st, SelectionDev sel) {
-  grid_dependency_wait();
-  allow_next_launch();
-  using Scan = cub::BlockScan<int, kThreads>;
+    select_coop_kernel(KvLayerDev kv, const float* __restrict__ q, int group, float scale,
+                       SelectParams p, const PassState* st, SelectionDev sel) {
   __shared__ Smem<KPT> sm;
-  __shared__ typename Scan::TempStorage scan_tmp;
   __shared__ float qs[D];
-  __shared__ int s_last, s_digit, s_above, s_in_bin;
-  const int h = blockIdx.y, tid = threadIdx.x;
+  const int h = blockIdx.y, c = blockIdx.x, ctas = gridDim.x, tid = threadIdx.x;
   const int ctx = st->pos0 + 1, bs = kv.block_size, nb = (ctx + bs - 1) / bs;
-  uint32_t* const wide = sel.work + size_t(h) * kWideBins;
-  uint32_t* const counter = sel.work + size_t(kv.kv_heads) * kWideBins + h;
+  const int per = (nb + ctas - 1) / ctas;
+  const int first = min(nb, c * per), count = min(nb, first + per) - first;
   float* const scores = sel.scores + size_t(h) * kv.cap_blocks;
-  int* const local = &sm.sub[0][0];  // this CTA's wide histogram
-  for (int i = tid; i < kWideBins; i += kThreads) local[i] = 0;
-  __syncthreads();
+  uint32_t* const wk = sel.work + size_t(h) * kSelectWorkPerHead;
+  const Coop ex{wk, wk + kHistWords, wk + kHistWords + 2, ctas, c};
   if (q) {
     scores::group_query<D>(q, h, group, scale, qs);
-    scores::for_each_score<D, 4>(
-        kv, qs, h, nb, blockIdx.x * kWarps + (tid >> 5), gridDim.x * kWarps, [&](int b, float s) {
-          scores[b] = s;
-          atomicAdd(&local[order_key(s, forced_block(b, nb, p)) >> (32 - kWideBits)], 1);
-        });
-  } else {
-    for (int b = blockIdx.x * kThreads + tid; b < nb; b += gridDim.x * kThreads)
-      atomicAdd(&local[order_key(scores[b], forced_block(b, nb, p)) >> (32 - kWideBits)], 1);
+    scores::for_each_score<D, 4>(kv, qs, h, first, first + count, tid >> 5, kWarps,
+                                 [&](int b, float sc) { scores[b] = sc; });
+    __syncthreads();  // the CTA's scores are written before its threads read them back
   }
-  __syncthreads();
-  for (int i = tid; i < kWideBins; i += kThreads)
-    if (const int c = local[i]) atomicAdd(&wide[i], uint32_t(c));
-  __threadfence();  // this CTA's scores and counts are visible before its count says so
-  __syncthreads();
-  if (tid == 0) s_last = atomicAdd(counter, 1u) == unsigned(gridDim.x - 1);
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();  // the other CTAs' scores and counts are read after their count
-
-  // Thread t: bins 4095 - 4t down to 4092 - 4t (the last CTA reads them, then zeroes them).
-  uint4* const wide4 = reinterpret_cast<uint4*>(wide) + (kWideBins / 4 - 1 - tid);
-  const uint4 c4 = __ldcg(wide4);
-  *wide4 = make_uint4(0, 0, 0, 0);
-  if (tid == 0) *counter = 0u;
   const int k = selection_size(nb, p);
-  const int lim = nb - tid;
-  const int rows = min(KPT, (nb + kThreads - 1) / kThreads);
-  if (tid == 0) sel.count[h] = k;
-  if (k <= 0) return;
-  if (k >= nb) return write_all<KPT>(h, rows, lim, kv, sel);
-  const int sum = int(c4.x + c4.y + c4.z + c4.w);
-  int excl = 0;
-  Scan(scan_tmp).ExclusiveSum(sum, excl);
-  if (excl < k && k <= excl + sum) {  // exactly one thread: its bins hold the k-th largest
-    const int bin_count[4] = {int(c4.w), int(c4.z), int(c4.y), int(c4.x)};
-    int run = excl;
-    for (int i = 0; i < 4; ++i) {
-      if (run + bin_count[i] >= k) {
-        s_digit = kWideBins - 1 - 4 * tid - i, s_above = run, s_in_bin = bin_count[i];
-        break;
-      }
-      run += bin_count[i];
-    }
-  }
+  const int lim = count - tid;
+  const int rows = min(KPT, (count + kThreads - 1) / kThreads);
+  if (c == 0 && tid == 0) sel.count[h] = k;
+  if (k <= 0) return;  // the same in every CTA of the head: no barrier is left waiting
+  if (k >= nb) return write_all<KPT>(h, rows, lim, first, kv, sel);
   uint32_t key[KPT];
-  load_keys<KPT>(key, scores, rows, lim, nb, p);
-  zero_owned(sm);  // every thread is past its reads of `local` (barrier before s_last)
+  load_keys<KPT>(key, scores, first, rows, lim, nb, p);
+  zero_owned(sm);
   __syncthreads();
-  const int remaining = k - s_above;
-  select_and_write<KPT>(key, rows, lim, uint32_t(s_digit) << (32 - kWideBits),
-                        ~0u << (32 - kWideBits), remaining, 32 - kWideBits - 8,
-                        s_in_bin == remaining, sm, h, kv, sel);
-}
-
-template <int D, int KPT>
-cudaError_t launch_fused(const KvLayerDev& kv, const float* q, int group, float scale,
-                         const SelectParams& p, const PassState* st, const SelectionDev& sel,
-                         int sm_count, cudaStream_t s) {
-  // One wave (one CTA per SM) over the heads, no more CTAs than there are blocks to score.
-  const int per_cta = q ? kWarps * (32 / (D / 4)) * 4 : kThreads;
-  const int need = (kv.cap_blocks + per_cta - 1) / per_cta;
-  const int ctas = std::max(1, std::min(need, sm_count / kv.kv_heads));
-  return launch(select_fused_kernel<D, KPT>, dim3(ctas, kv.kv_heads), dim3(kThreads), 0, s, kv, q,
-                group, scale, p, st, sel);
+  select_and_write<KPT>(key, rows, lim, first, 0u, 0u, k, 24, false, sm, h, kv, sel, ex);
+  if (c == 0)  // every CTA has read the histograms (before the compaction's barrier)
+    for (int i = tid; i < kHistWords; i += kThreads) wk[i] = 0u;
 }
 
 // f(std::integral_constant<int, KPT>) for the fewest keys per thread that cover cap_blocks (nb
@@ -355,23 +364,85 @@ cudaError_t dispatch_kpt(int cap_blocks, F&& f) {
 
 }  // namespace
 
+namespace {
+
+// The fused selection's launch: cooperative (every CTA resident at once).
+template <int D, int KPT>
+cudaError_t launch_coop(const KvLayerDev& kv, const float* q, int group, float scale,
+                        const SelectParams& p, const PassState* st, const SelectionDev& sel,
+                        int ctas, cudaStream_t s) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(ctas, kv.kv_heads);
+  cfg.blockDim = dim3(kThreads);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeCooperative;
+  attr[0].val.cooperative = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, select_coop_kernel<D, KPT>, kv, q, group, scale, p, st, sel);
+}
+
+// Resident CTAs per SM of the kernel (the largest instance), asked once per process.
+template <int D>
+int coop_ctas_per_sm() {
+  static const int n = [] {
+    int b = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, select_coop_kernel<D, 4>, kThreads, 0) !=
+        cudaSuccess) {
+      (void)cudaGetLastError();
+      b = 0;
+    }
+    return b;
+  }();
+  return n;
+}
+
+template <typename F>
+cudaError_t dispatch_head_dim(int head_dim, F&& f) {
+  switch (head_dim) {
+    case 128:
+      return f(std::integral_constant<int, 128>{});
+    case 64:
+      return f(std::integral_constant<int, 64>{});
+    case 32:
+      return f(std::integral_constant<int, 32>{});
+    case 16:
+      return f(std::integral_constant<int, 16>{});
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace
+
+int fused_ctas(const KvLayerDev& kv, int sm_count) {
+  int per_sm = 0;
+  (void)dispatch_head_dim(kv.head_dim, [&](auto dc) {
+    per_sm = coop_ctas_per_sm<decltype(dc)::value>();
+    return cudaSuccess;
+  });
+  if (kv.kv_heads < 1 || per_sm < 1) return 0;
+  // One CTA per SM at most (all must be resident), no more than one per 256 blocks, and each
+  // holding at most 4 rows of 1024 blocks.
+  const int ctas =
+      std::min({per_sm * sm_count / kv.kv_heads, kMaxCoopCtas, (kv.cap_blocks + 255) / 256});
+  // Packed counts of 16 bits (select_and_write) hold at most 65535 blocks per head.
+  return ctas >= 1 && kv.cap_blocks < 65536 && (kv.cap_blocks + ctas - 1) / ctas <= 4 * kThreads
+             ? ctas
+             : 0;
+}
+
 cudaError_t fused_launch(const KvLayerDev& kv, const float* q, int group, float scale,
                          const SelectParams& p, const PassState* st, const SelectionDev& sel,
                          int sm_count, cudaStream_t s) {
-  if (!sel.work || kv.kv_heads < 1) return cudaErrorInvalidValue;
-  return dispatch_kpt(kv.cap_blocks, [&](auto kc) {
-    constexpr int KPT = decltype(kc)::value;
-    switch (kv.head_dim) {
-      case 128:
-        return launch_fused<128, KPT>(kv, q, group, scale, p, st, sel, sm_count, s);
-      case 64:
-        return launch_fused<64, KPT>(kv, q, group, scale, p, st, sel, sm_count, s);
-      case 32:
-        return launch_fused<32, KPT>(kv, q, group, scale, p, st, sel, sm_count, s);
-      case 16:
-        return launch_fused<16, KPT>(kv, q, group, scale, p, st, sel, sm_count, s);
-    }
-    return cudaErrorInvalidValue;
+  const int ctas = fused_ctas(kv, sm_count);
+  if (!sel.work || ctas < 1) return cudaErrorInvalidValue;
+  const int rows = ((kv.cap_blocks + ctas - 1) / ctas + kThreads - 1) / kThreads;
+  return dispatch_head_dim(kv.head_dim, [&](auto dc) {
+    constexpr int D = decltype(dc)::value;
+    if (rows <= 1) return launch_coop<D, 1>(kv, q, group, scale, p, st, sel, ctas, s);
+    if (rows <= 2) return launch_coop<D, 2>(kv, q, group, scale, p, st, sel, ctas, s);
+    return launch_coop<D, 4>(kv, q, group, scale, p, st, sel, ctas, s);
   });
 }
 

@@ -33,9 +33,13 @@ inline bool registers_fit(int cap_blocks) { return cap_blocks <= kMaxBlocks; }
 cudaError_t registers_launch(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
                              const SelectionDev& sel, cudaStream_t s);
 
-// The fused selection, a grid of many CTAs per KV head (topk.cu, select_fused_kernel): with q,
-// the block scores of select_blocks and then the top-k; with q null, the top-k of the scores in
-// sel.scores (top_blocks). registers_fit(kv.cap_blocks) and sel.work must hold.
+// CTAs per KV head of the fused selection (topk.cu, select_coop_kernel) for this cache on a
+// device of sm_count SMs; 0: it does not apply.
+int fused_ctas(const KvLayerDev& kv, int sm_count);
+
+// The fused selection: with q, the block scores of select_blocks and then the top-k; with q null,
+// the top-k of the scores in sel.scores (top_blocks). fused_ctas(kv, sm_count) > 0 and sel.work
+// must hold.
 cudaError_t fused_launch(const KvLayerDev& kv, const float* q, int group, float scale,
                          const SelectParams& p, const PassState* st, const SelectionDev& sel,
                          int sm_count, cudaStream_t s);

@@ -62,8 +62,8 @@ case "$run" in
     if grep -qE "^FAIL.*attention_matches_cpu" "$out/test_gpu_kernels.txt"; then
       export RESA_DECODE_KERNEL=simt; echo "fast decode failed its test: simt used" | tee -a "$out/summary.txt"
     fi
-    if grep -qE "^FAIL.*topk_matches_cpu" "$out/test_gpu_kernels.txt"; then
-      export RESA_TOPK_KERNEL=loop; echo "register top-k failed its test: loop used" | tee -a "$out/summary.txt"
+    if grep -qE "^FAIL.*(topk|selection)_matches_cpu" "$out/test_gpu_kernels.txt"; then
+      export RESA_TOPK_KERNEL=registers; echo "a top-k kernel failed its test: registers used" | tee -a "$out/summary.txt"
     fi
     step ops 120 $bench --op all --contexts 32768,131072,262144 --repeats 50 --json "$out/ops.json"
     step ops_2kv 40 $bench --op attention --contexts 32768,262144 --op-heads 12/2/128 --repeats 50 \
