@@ -58,6 +58,9 @@ class Backend {
   // returns true: the whole pass ran. Otherwise returns false and the caller issues the ops
   // between begin_record and end_record, which may record them.
   virtual bool replay(KvCache&, const std::string& /*key*/) { return false; }
+  // Appended to a sparse decode step's key: what the backend's kernels for the pass begun last
+  // depend on besides the key (a recorded step is replayed while the context grows).
+  virtual std::string sparse_step_variant() const { return {}; }
   virtual void begin_record(KvCache&, const std::string& /*key*/) {}
   virtual void end_record(KvCache&) {}
 

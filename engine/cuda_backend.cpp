@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <unordered_map>
@@ -103,6 +104,7 @@ class CudaKvStorage final : public KvDeviceStorage {
     return s;
   }
   int cap_blocks() const { return cap_blocks_; }
+  int block_size() const { return block_size_; }
   uint32_t* hits() const { return sel_.hits; }
   void drop_graph() {
     if (exec_) cudaGraphExecDestroy(exec_);
@@ -413,10 +415,12 @@ class CudaBackend final : public Backend {
     sp.local = p.local;
     sp.sink = p.sink;
     sel_ = kv_->selection(count_hits);
-    check(cuda::select_blocks(kv_->layer(layer), q, n_heads, scale, sp, state(), sel_, sm_count(),
-                              stream_),
+    check(cuda::select_blocks(
+              kv_->layer(layer), q, n_heads, scale, sp, state(), sel_, sm_count(), stream_,
+              fused_select() ? cuda::TopkKernel::kAuto : cuda::TopkKernel::kRegisters),
           "select_blocks");
   }
+  std::string sparse_step_variant() const override { return fused_select() ? " fused-select" : ""; }
   void attention(KvCache&, int layer, const float* q, float* out, int n_heads, float scale,
                  bool sparse) override {
     const cuda::KvLayerDev L = kv_->layer(layer);
@@ -518,6 +522,20 @@ class CudaBackend final : public Backend {
   cudaDeviceProp prop_{};
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
+  // Whether this pass's selection takes the fused kernel (cuda::TopkKernel::kFused): from about
+  // 11,000 blocks of context on. On an H200 it selected 16,384 blocks per KV head (8 heads) in
+  // 37.2 us against 41.5 for the register kernel after the scores kernel, but 8,192 in 29.4
+  // against 27.2 and 2,048 in 22.6 against 14.7: its barriers cost more than the one-SM top-k
+  // below that (docs/benchmarks/h200-s11.json). RESA_FUSED_SELECT_MIN_BLOCKS overrides it
+  // (read once per process; 0: always).
+  bool fused_select() const {
+    static const int min_blocks = [] {
+      const char* e = std::getenv("RESA_FUSED_SELECT_MIN_BLOCKS");
+      return e && *e ? std::atoi(e) : 11000;
+    }();
+    return kv_ && (ctx_end_ + kv_->block_size() - 1) / kv_->block_size() >= min_blocks;
+  }
+
   DeviceArena arena_;
   std::vector<std::shared_ptr<void>> weights_mem_;
   std::shared_ptr<void> state_mem_, ids_mem_, xb_, decode_ws_;

@@ -193,7 +193,7 @@ void Model::forward(const int* tokens, int n, int pos0, KvCache& kv, const ResaP
     if (sparse) {
       const ResaParams& p = *sparse;
       key += " sparse " + std::to_string(p.ratio) + " " + std::to_string(p.min_blocks) + " " +
-             std::to_string(p.local) + " " + std::to_string(int(p.sink));
+             std::to_string(p.local) + " " + std::to_string(int(p.sink)) + b.sparse_step_variant();
     }
   }
   if (key.empty() || !b.replay(kv, key)) {

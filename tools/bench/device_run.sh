@@ -29,7 +29,11 @@ step() {  # step NAME SECONDS COMMAND...
 bench=build-gpu/app/resa-bench
 step test_gpu_kernels 220 build-gpu/tests/test_gpu_kernels
 step test_gpu_model 100 build-gpu/tests/test_gpu_model
-grep -hE "^FAIL|^Totals" "$out/test_gpu_kernels.txt" "$out/test_gpu_model.txt" | head -20
+# The model tests again with the fused selection at every context (the engine picks it only from
+# about 11,000 blocks on, past the tests' contexts).
+step test_gpu_model_fused_select 100 env RESA_FUSED_SELECT_MIN_BLOCKS=0 build-gpu/tests/test_gpu_model
+grep -hE "^FAIL|^Totals" "$out/test_gpu_kernels.txt" "$out/test_gpu_model.txt" \
+  "$out/test_gpu_model_fused_select.txt" | head -20
 case "$run" in
   tc-prefill)
     step op_prefill_8b 60 $bench --op prefill --repeats 20 --json "$out/op_prefill_8b.json"
