@@ -524,8 +524,8 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   // Whether this pass's selection takes the fused kernel (cuda::TopkKernel::kFused): from about
   // 11,000 blocks of context on. On an H200 it selected 16,384 blocks per KV head (8 heads) in
-  // 37.2 us against 41.5 for the register kernel after the scores kernel, but 8,192 in 29.4
-  // against 27.2 and 2,048 in 22.6 against 14.7: its barriers cost more than the one-SM top-k
+  // 37.5 us against 42.2 for the scores kernel and the register top-k, but 8,192 in 29.4
+  // against 26.8 and 2,048 in 22.8 against 14.8: its barriers cost more than the one-SM top-k
   // below that (docs/benchmarks/h200-s11.json). RESA_FUSED_SELECT_MIN_BLOCKS overrides it
   // (read once per process; 0: always).
   bool fused_select() const {

@@ -444,7 +444,8 @@ cudaError_t decode_launch(const KvLayerDev& kv, const float* q, float* out, int 
     constexpr int D = decltype(dc)::value;
     // One wave of resident CTAs: with equal work per CTA a second wave only adds a ramp. A
     // sparse step reads a tenth of the keys: one CTA per SM, half the partials to combine, read
-    // 256K x 8 KV heads in 36.8 against 39.7 us with two (docs/benchmarks/h200-s11.json).
+    // 256K x 8 KV heads in 36.9 against 39.7 us with two (docs/benchmarks/h200-s11.json,
+    // ab_calls.call2).
     const int wave = std::max(1, ctas_per_sm<D>() * device_sm_count() / kv.kv_heads);
     const int ctas = std::min({splits, kMaxSplits, sel ? std::max(1, wave / 2) : wave});
     return launch(decode_tc_kernel<D>, dim3(ctas, kv.kv_heads), dim3(kThreads), smem_bytes<D>(), s,
