@@ -16,6 +16,7 @@
 #include <QMessageBox>
 #include <QPushButton>
 #include <QScopeGuard>
+#include <QSemaphore>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTest>
@@ -347,6 +348,49 @@ class GuiChatTest : public QObject {
     QCOMPARE(app::AnswerStats::fromJson(msg->stats).stopReason, QStringLiteral("cancelled"));
     QVERIFY(app::AnswerStats::fromJson(msg->stats).generatedTokens < 4000);
     QCOMPARE(app_.window->composer()->sendButton()->text(), QStringLiteral("Send"));
+  }
+
+  // Stop before the first token: an empty answer is nothing to keep, so the send is undone. The
+  // message is back in the box and no empty answer is stored; a chat that the send had started is
+  // gone again, an existing one keeps its earlier turns.
+  void stop_before_the_first_token_puts_the_message_back() {
+    openWindow(fixtureModel(), 8);
+    // The engine's thread is held, so the request is still queued when Stop is pressed.
+    auto sendAndStopAtOnce = [this](const QString& text) {
+      QSemaphore hold;
+      QMetaObject::invokeMethod(
+          app_.engine->worker(), [&hold] { hold.acquire(); }, Qt::QueuedConnection);
+      auto release = qScopeGuard([&hold] { hold.release(); });
+      app_.window->sendMessage(text);
+      QCOMPARE(app_.window->composer()->sendButton()->text(), QStringLiteral("Stop"));
+      QTest::mouseClick(app_.window->composer()->sendButton(), Qt::LeftButton);
+      release.dismiss();
+      hold.release();
+      QTRY_COMPARE_WITH_TIMEOUT(app_.window->composer()->sendButton()->text(),
+                                QStringLiteral("Send"), 30000);
+    };
+    const auto chatsBefore = app_.store->conversations().size();
+    sendAndStopAtOnce(QStringLiteral("A question stopped at once"));
+    if (QTest::currentTestFailed()) return;
+    QCOMPARE(app_.window->composer()->text(), QStringLiteral("A question stopped at once"));
+    QCOMPARE(app_.window->currentConversation(), qint64(0));
+    QCOMPARE(app_.store->conversations().size(), chatsBefore);
+    QVERIFY(app_.window->chatView()->messages().isEmpty());
+
+    app_.window->composer()->clear();
+    QVERIFY(typeAndSend(QStringLiteral("Name three colours.")) != 0);
+    const qint64 conv = app_.window->currentConversation();
+    QVERIFY(conv != 0);
+    app_.window->composer()->clear();
+    sendAndStopAtOnce(QStringLiteral("Another question"));
+    if (QTest::currentTestFailed()) return;
+    QCOMPARE(app_.window->composer()->text(), QStringLiteral("Another question"));
+    QCOMPARE(app_.window->currentConversation(), conv);
+    const auto msgs = app_.store->messages(conv);
+    QCOMPARE(msgs.size(), 2);
+    QCOMPARE(msgs[0].text, QStringLiteral("Name three colours."));
+    QVERIFY(!msgs[1].text.isEmpty());
+    QCOMPARE(app_.window->chatView()->messages().size(), 2);
   }
 
   void regenerate_keeps_the_earlier_answer_as_a_version() {

@@ -1036,7 +1036,9 @@ void MainWindow::onOverflow(const app::ContextOverflow& o) {
 
 void MainWindow::answerOverflow(Pending p, std::optional<app::OverflowPolicy> policy) {
   if (!policy) {
-    undoSend(p);
+    undoSend(p, p.newUserId ? tr("Not sent: the conversation does not fit the context. Your "
+                                 "message is back in the box.")
+                            : tr("Not regenerated: the conversation does not fit the context."));
     return;
   }
   p.request.requestId = engine_->nextRequestId();
@@ -1047,7 +1049,7 @@ void MainWindow::answerOverflow(Pending p, std::optional<app::OverflowPolicy> po
   engine_->generate(p.request);
 }
 
-void MainWindow::undoSend(const Pending& p) {
+void MainWindow::undoSend(const Pending& p, const QString& notice) {
   // Nothing was generated and nothing is lost: the conversation is as it was before the send and
   // the message is back in the composer.
   recorder_.reset();
@@ -1069,6 +1071,14 @@ void MainWindow::undoSend(const Pending& p) {
     newIds.insert(m.id, id);
   }
   for (qint64 id : current) store_->setCurrentVersion(id);
+  if (store_->messages(conversationId_).isEmpty() && store_->documents(conversationId_).isEmpty()) {
+    // The send had started this chat and nothing of it is left: neither is the chat (it starts
+    // again, titled anew, with the next send).
+    store_->deleteConversation(conversationId_);
+    conversationId_ = 0;
+    settings_->setLastConversation(0);
+    sidebar_->setCurrent(0);
+  }
   reloadMessages();
   if (p.newUserId) composer_->setText(p.request.userText);  // not for a Regenerate
   if (!p.replacedMessages.isEmpty()) {
@@ -1082,14 +1092,24 @@ void MainWindow::undoSend(const Pending& p) {
   sidebar_->reload();
   updateCenter();
   composer_->edit()->setFocus();
-  flash(p.newUserId ? tr("Not sent: the conversation does not fit the context. Your message "
-                         "is back in the box.")
-                    : tr("Not regenerated: the conversation does not fit the context."),
-        6000);
+  flash(notice, 6000);
 }
 
 void MainWindow::onFinished(qint64 id, const QString& text, const app::AnswerStats& stats) {
   if (id != activeRequest_) return;
+  if (stats.stopReason == QLatin1String("cancelled") && text.isEmpty() &&
+      stats.generatedTokens == 0) {
+    // Stopped before the first token: an empty answer is nothing to keep, so the send is undone
+    // (the message back in the box; a Regenerate keeps the earlier answer).
+    const Pending p = pending_.take(id);
+    activeRequest_ = 0;
+    pendingLive_.reset();
+    liveTimer_.stop();
+    undoSend(p, p.newUserId ? tr("Stopped before the answer began: your message is back in the "
+                                 "box.")
+                            : tr("Stopped before the answer began: the earlier answer is kept."));
+    return;
+  }
   const Pending p = pending_.value(id);
   activeRequest_ = 0;
   pendingLive_.reset();  // finishAnswer() takes every step from the final statistics

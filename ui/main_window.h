@@ -135,7 +135,8 @@ class MainWindow : public QMainWindow {
   void startAnswer(qint64 userId, const QString& userText, const QList<MessageWidget*>& before,
                    Pending undo);
   void answerOverflow(Pending p, std::optional<app::OverflowPolicy> policy);
-  void undoSend(const Pending& p);
+  // The send (or Regenerate) of p is undone: the conversation as it was, notice flashed.
+  void undoSend(const Pending& p, const QString& notice);
   bool acceptsDrop(const QMimeData* mime) const;
   void setBusy(bool busy);
   void updateCenter();
