@@ -7,6 +7,7 @@
 // RESA_THINKING_PNG=path writes the screenshot of the last test there.
 #include <QApplication>
 #include <QClipboard>
+#include <QElapsedTimer>
 #include <QImage>
 #include <QLabel>
 #include <QPushButton>
@@ -15,6 +16,7 @@
 #include <QTest>
 #include <QTextBlock>
 #include <QTextDocument>
+#include <QTimer>
 #include <QToolButton>
 
 #include <memory>
@@ -282,6 +284,57 @@ class GuiThinkingTest : public QObject {
     MessageWidget* u = addStored(user);
     QVERIFY(!u->hasThinking());
     QCOMPARE(u->answerView()->toPlainText(), user.text);
+  }
+
+  // A long answer (40 KB of Markdown lists and code) streamed over about 3 s. Each re-render
+  // builds its document detached and swaps it in (setMarkdown into the shown document relaid it
+  // out per block: 1.4 s for 40 KB here), and the re-renders back off to four times the last
+  // one's time, so they take a small share of the GUI thread while the answer grows.
+  void long_streamed_answer_renders_in_a_small_share_of_the_gui_thread() {
+    openView(false);
+    MessageWidget* m = startAnswer(1);
+    QString md;
+    for (int i = 0; md.size() < 40000; ++i) {
+      md += QStringLiteral("- item %1 with **bold**, *italic* and `code`; a link [here](x).\n")
+                .arg(i);
+      if (i % 40 == 39)
+        md += QStringLiteral("\n```cpp\nint f(int x) { return x * %1; }\n```\n\n").arg(i);
+    }
+    qint64 renderMs = 0;
+    int renders = 0, longest = 0;
+    connect(m, &MessageWidget::rendered, this, [&] {
+      renderMs += m->lastRenderMs();
+      longest = std::max(longest, m->lastRenderMs());
+      ++renders;
+    });
+    qsizetype pos = 0;
+    QTimer feeder;
+    feeder.setInterval(10);
+    connect(&feeder, &QTimer::timeout, this, [&] {
+      m->appendText(md.mid(pos, 140));  // about 35 tokens per tick, 14 KB/s
+      pos += 140;
+      if (pos >= md.size()) feeder.stop();
+    });
+    QElapsedTimer wall;
+    wall.start();
+    feeder.start();
+    QVERIFY(QTest::qWaitFor([&] { return !feeder.isActive(); }, 60000));
+    const qint64 streamedMs = wall.elapsed();
+    const double share = double(renderMs) / double(std::max<qint64>(1, streamedMs));
+    const QString report =
+        QStringLiteral("%1 renders in %2 ms of streaming: %3 ms rendering (%4%), longest %5 ms")
+            .arg(renders)
+            .arg(streamedMs)
+            .arg(renderMs)
+            .arg(100.0 * share, 0, 'f', 1)
+            .arg(longest);
+    qInfo("%s", qPrintable(report));
+    QVERIFY2(renders >= 5, qPrintable(report));
+    QVERIFY2(longest < 500, qPrintable(report));
+    QVERIFY2(share < 0.35, qPrintable(report));
+    // The whole answer is shown once it is finished.
+    m->setFinished(md, QStringLiteral("resa"), {});
+    QVERIFY(m->answerView()->toPlainText().contains(QStringLiteral("item 0 with bold")));
   }
 
   void stored_answers_reload_collapsed() {

@@ -30,6 +30,9 @@ class MessageBody : public QTextBrowser {
   explicit MessageBody(QWidget* parent = nullptr);
   QSize sizeHint() const override;
   QSize minimumSizeHint() const override;
+  // A new document from Markdown (GitHub dialect; code blocks shaded and monospaced): pointers to
+  // the previous document() are invalid after it.
+  void showMarkdown(const QString& markdown);
 
  protected:
   void resizeEvent(QResizeEvent* e) override;
@@ -71,7 +74,12 @@ class MessageWidget : public QFrame {
   void setStartsInThinking(bool on) { startsInThinking_ = on; }
 
   void setStreaming(bool on);
+  // Streamed chunks are coalesced: the message re-renders at most once per renderInterval(),
+  // which is 80 ms, or four times the last re-render's time when that is longer (at most 1 s),
+  // so a long answer's Markdown takes at most about a fifth of the GUI thread.
   void appendText(const QString& chunk);
+  int renderInterval() const { return renderTimer_.interval(); }
+  int lastRenderMs() const { return lastRenderMs_; }
   void setText(const QString& text);
   void setFinished(const QString& text, const QString& mode, const QJsonObject& stats);
   void setRecord(const app::MessageRecord& r);
@@ -120,6 +128,7 @@ class MessageWidget : public QFrame {
   QLabel* footer_;
   QLabel* notice_;
   QTimer renderTimer_;
+  int lastRenderMs_ = 0;
   QVector<QPair<QPair<int, int>, double>> heat_;
 };
 
