@@ -499,6 +499,21 @@ __global__ void __launch_bounds__(kTopkThreads)
   if (tid == 0) sel.count[h] = k;
 }
 
+template <typename F>
+cudaError_t dispatch_d(int d, F&& f) {
+  switch (d) {
+    case 128:
+      return f(std::integral_constant<int, 128>{});
+    case 64:
+      return f(std::integral_constant<int, 64>{});
+    case 32:
+      return f(std::integral_constant<int, 32>{});
+    case 16:
+      return f(std::integral_constant<int, 16>{});
+  }
+  return cudaErrorInvalidValue;
+}
+
 template <int D, typename F>
 cudaError_t dispatch_g(int g, F&& f) {
   switch (g) {
@@ -617,7 +632,7 @@ cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, i
     return fast::decode_launch(kv, q, out, n_heads, scale * kLog2e, st, sel, splits, workspace, s);
   float* part_o = workspace;
   float* part_lse = workspace + size_t(splits) * n_heads * kv.head_dim;
-  const cudaError_t e = dispatch_dim<128, 64, 32, 16>(kv.head_dim, [&](auto dc) {
+  const cudaError_t e = dispatch_d(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
     return dispatch_g<D>(group, [&](auto gc) {
       constexpr int G = decltype(gc)::value;
@@ -733,7 +748,7 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
                            part_lse, s);
   } else {
     const int qt = kPrefillRows / group, qtiles = (n + qt - 1) / qt;
-    e = dispatch_dim<128, 64, 32, 16>(kv.head_dim, [&](auto dc) {
+    e = dispatch_d(kv.head_dim, [&](auto dc) {
       constexpr int D = decltype(dc)::value;
       constexpr size_t smem = prefill_smem_bytes<D>();
       cudaError_t a = cudaFuncSetAttribute(prefill_kernel<D>,
@@ -753,7 +768,7 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
 cudaError_t block_scores(const KvLayerDev& kv, const float* q, int n_heads, float scale,
                          const PassState* st, float* scores, int sm_count, cudaStream_t s) {
   const int group = n_heads / kv.kv_heads;
-  return dispatch_dim<128, 64, 32, 16>(kv.head_dim, [&](auto dc) {
+  return dispatch_d(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
     return launch(scores_kernel<D>, dim3(score_ctas_per_head<D>(kv, sm_count), kv.kv_heads),
                   dim3(kScoreThreads), 0, s, kv, q, group, scale, st, scores);

@@ -398,11 +398,26 @@ int coop_ctas_per_sm() {
   return n;
 }
 
+template <typename F>
+cudaError_t dispatch_head_dim(int head_dim, F&& f) {
+  switch (head_dim) {
+    case 128:
+      return f(std::integral_constant<int, 128>{});
+    case 64:
+      return f(std::integral_constant<int, 64>{});
+    case 32:
+      return f(std::integral_constant<int, 32>{});
+    case 16:
+      return f(std::integral_constant<int, 16>{});
+  }
+  return cudaErrorInvalidValue;
+}
+
 }  // namespace
 
 int fused_ctas(const KvLayerDev& kv, int sm_count) {
   int per_sm = 0;
-  (void)dispatch_dim<128, 64, 32, 16>(kv.head_dim, [&](auto dc) {
+  (void)dispatch_head_dim(kv.head_dim, [&](auto dc) {
     per_sm = coop_ctas_per_sm<decltype(dc)::value>();
     return cudaSuccess;
   });
@@ -423,7 +438,7 @@ cudaError_t fused_launch(const KvLayerDev& kv, const float* q, int group, float 
   const int ctas = fused_ctas(kv, sm_count);
   if (!sel.work || ctas < 1) return cudaErrorInvalidValue;
   const int rows = ((kv.cap_blocks + ctas - 1) / ctas + kThreads - 1) / kThreads;
-  return dispatch_dim<128, 64, 32, 16>(kv.head_dim, [&](auto dc) {
+  return dispatch_head_dim(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
     if (rows <= 1) return launch_coop<D, 1>(kv, q, group, scale, p, st, sel, ctas, s);
     if (rows <= 2) return launch_coop<D, 2>(kv, q, group, scale, p, st, sel, ctas, s);
