@@ -450,6 +450,9 @@ class GuiChatTest : public QObject {
     app_.window->setHeatMapVisible(true);
     QVERIFY(app_.window->documentPanel()->heatSpanCount() > 0);
     QVERIFY(!app_.window->documentPanel()->viewer()->extraSelections().isEmpty());
+    // The finished answer's request (with the document's text) is not kept in memory; the heat
+    // map above still found its messages.
+    QCOMPARE(app_.window->retainedRequestChars(), qsizetype(0));
     // A binary file is refused with a message in the window.
     const QString bin = app_.dir->filePath("blob.bin");
     {

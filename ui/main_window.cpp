@@ -1049,6 +1049,17 @@ void MainWindow::answerOverflow(Pending p, std::optional<app::OverflowPolicy> po
   engine_->generate(p.request);
 }
 
+qsizetype MainWindow::retainedRequestChars() const {
+  qsizetype n = 0;
+  for (const Pending& p : pending_) {
+    for (const app::DocumentText& d : p.request.documents) n += d.text.size();
+    for (const app::ChatTurn& t : p.request.history) n += t.text.size();
+    n += p.request.userText.size();
+    for (const app::MessageRecord& m : p.replacedMessages) n += m.text.size();
+  }
+  return n;
+}
+
 void MainWindow::undoSend(const Pending& p, const QString& notice) {
   // Nothing was generated and nothing is lost: the conversation is as it was before the send and
   // the message is back in the composer.
@@ -1111,6 +1122,12 @@ void MainWindow::onFinished(qint64 id, const QString& text, const app::AnswerSta
     return;
   }
   const Pending p = pending_.value(id);
+  // The entry stays for the heat map (its message ids); the request's texts (attached documents,
+  // earlier turns) would otherwise stay in memory with every answer.
+  if (auto it = pending_.find(id); it != pending_.end()) {
+    it->request = {};
+    it->replacedMessages.clear();
+  }
   activeRequest_ = 0;
   pendingLive_.reset();  // finishAnswer() takes every step from the final statistics
   liveTimer_.stop();

@@ -82,6 +82,9 @@ class MainWindow : public QMainWindow {
   bool isGenerating() const { return activeRequest_ != 0; }
   bool isModelLoaded() const { return modelLoaded_; }
   qint64 currentConversation() const { return conversationId_; }
+  // Characters of request text (documents, turns) the window still holds for answers it started:
+  // only the one being generated needs them.
+  qsizetype retainedRequestChars() const;
   DecodeMode mode() const;
   DecodeMode lastRequestMode() const { return lastRequestMode_; }
   ChatView* chatView() const { return chat_; }
