@@ -580,7 +580,7 @@ CudaKvStorage::CudaKvStorage(CudaBackend& be, const ModelConfig& c, int block_si
   const size_t per_head = size_t(cap_blocks_);
   // scores, blocks [kv_heads][cap_blocks]; the fused selection's workspace (16-byte aligned);
   // hits [cap_blocks]; count [kv_heads].
-  const size_t work_bytes = cuda::select_work_words(kv_heads_) * 4;
+  const size_t work_bytes = cuda::select_work_words(kv_heads_, cap_blocks_) * 4;
   const size_t work_at = (per_head * kv_heads_ * 8 + 15) / 16 * 16;
   const size_t sel_bytes = work_at + work_bytes + per_head * 4 + size_t(kv_heads_) * 4 + 64;
   sel_mem_ = be.arena().alloc(sel_bytes);

@@ -258,9 +258,9 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       ck(resa::cuda::decode_workspace_init(ws.as<float>(), heads, d, splits, s), "ws init");
       DevMem sel_scores(size_t(kv_heads) * cap_blocks * 4),
           sel_blocks(size_t(kv_heads) * cap_blocks * 4), sel_count(size_t(kv_heads) * 4);
-      DevMem sel_work(resa::cuda::select_work_words(kv_heads) * 4);
-      ck(cudaMemsetAsync(sel_work.p, 0, resa::cuda::select_work_words(kv_heads) * 4, s),
-         "select work");
+      const size_t work_bytes = resa::cuda::select_work_words(kv_heads, cap_blocks) * 4;
+      DevMem sel_work(work_bytes);
+      ck(cudaMemsetAsync(sel_work.p, 0, work_bytes, s), "select work");
       resa::cuda::SelectionDev sel{sel_scores.as<float>(), sel_blocks.as<int>(),
                                    sel_count.as<int>(), nullptr, sel_work.as<uint32_t>()};
       resa::cuda::SelectParams sp{ratio, min_blocks, 1, true};
@@ -315,13 +315,16 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
           "scores", summ_bytes);
       for (const auto& [name, tk] :
            {std::pair{"topk", TopkKernel::kAuto}, std::pair{"topk_loop", TopkKernel::kLoop},
-            std::pair{"topk_fused", TopkKernel::kFused}})
+            std::pair{"topk_fused", TopkKernel::kFused},
+            std::pair{"topk_sorted", TopkKernel::kSorted}})
         add(timed([&, tk = tk](cudaStream_t x) {
               ck(resa::cuda::top_blocks(layer(), sp, state, sel, x, tk), "topk");
             }),
             name, double(kv_heads) * nb * 4);
-      for (const auto& [name, tk] : {std::pair{"select", TopkKernel::kAuto},
-                                     std::pair{"select_registers", TopkKernel::kRegisters}})
+      for (const auto& [name, tk] :
+           {std::pair{"select", TopkKernel::kAuto}, std::pair{"select_fused", TopkKernel::kFused},
+            std::pair{"select_sorted", TopkKernel::kSorted},
+            std::pair{"select_registers", TopkKernel::kRegisters}})
         add(timed([&, tk = tk](cudaStream_t x) { select(layer(), x, tk); }), name, summ_bytes);
       for (const Variant& v : variants) {
         add(timed([&](cudaStream_t x) { decode(layer(), x, true, v.kernel); }),

@@ -127,18 +127,21 @@ class Dev {
 
 // The fused selection's workspace (SelectionDev::work), zero as the contract asks.
 struct SelectWork {
-  explicit SelectWork(int kvh) : words(resa::cuda::select_work_words(kvh)), d(words) {
+  SelectWork(int kvh, int cap_blocks)
+      : kvh_(kvh), words(resa::cuda::select_work_words(kvh, cap_blocks)), d(words) {
     d.put(std::vector<uint32_t>(words, 0u));
   }
   // Histograms and barrier counts zero again after a call (every call must leave them so; the
   // words after them carry a barrier generation and per-CTA counts), nothing written around it.
   bool clean() const {
     const std::vector<uint32_t> w = d.take();
-    for (size_t at = 0; at < words; at += resa::cuda::kSelectWorkPerHead)
+    for (size_t at = 0; at < size_t(kvh_) * resa::cuda::kSelectWorkPerHead;
+         at += resa::cuda::kSelectWorkPerHead)
       for (int i = 0; i < resa::cuda::kSelectWorkZeroed; ++i)
         if (w[at + size_t(i)] != 0u) return false;
     return d.guards_intact();
   }
+  int kvh_;
   size_t words;
   Dev<uint32_t> d;
 };
@@ -702,9 +705,9 @@ class TestGpuKernels : public QObject {
       if (ties) continue;  // select_blocks scores the summaries: the ties above are not theirs
       // select_blocks, fused (kAuto with a workspace) and not: the same scores, bit for bit, and
       // the CPU's selection of them.
-      SelectWork work(kvh);
+      SelectWork work(kvh, kv.dev.cap_blocks);
       for (auto kernel : {resa::cuda::TopkKernel::kAuto, resa::cuda::TopkKernel::kFused,
-                          resa::cuda::TopkKernel::kRegisters}) {
+                          resa::cuda::TopkKernel::kSorted, resa::cuda::TopkKernel::kRegisters}) {
         Dev<float> dsc(size_t(kvh) * kv.dev.cap_blocks);
         Dev<int> db(size_t(kvh) * kv.dev.cap_blocks), dc(kvh);
         resa::cuda::SelectionDev sel{dsc.get(), db.get(), dc.get(), nullptr, work.d.get()};
@@ -742,6 +745,7 @@ class TestGpuKernels : public QObject {
                                 {16385, 1, 16385},
                                 {32767, 1, 32768},
                                 {32768, 2, 32768},
+                                {40000, 8, 40003},
                                 { 40000,
                                   1,
                                   40003 }})
@@ -763,17 +767,18 @@ class TestGpuKernels : public QObject {
     resa::cuda::KvLayerDev kv{nullptr, nullptr, nullptr, kvh, 16, bs, cap_blocks * bs, cap_blocks};
     DevState st(ctx - 1, 1, ctx);
     Dev<float> dscores(size_t(kvh) * cap_blocks);
-    SelectWork work(kvh);
+    SelectWork work(kvh, cap_blocks);
     {
       resa::cuda::SelectionDev none{};
       if (cap_blocks > 32768)  // past the register kernel's reach: refused, nothing launched
         QCOMPARE(resa::cuda::top_blocks(kv, resa::cuda::SelectParams{}, st.get(), none, nullptr,
                                         resa::cuda::TopkKernel::kRegisters),
                  cudaErrorInvalidValue);
-      // The fused kernel without its workspace: refused.
-      QCOMPARE(resa::cuda::top_blocks(kv, resa::cuda::SelectParams{}, st.get(), none, nullptr,
-                                      resa::cuda::TopkKernel::kFused),
-               cudaErrorInvalidValue);
+      // The fused kernels without their workspace: refused.
+      for (auto kernel : {resa::cuda::TopkKernel::kFused, resa::cuda::TopkKernel::kSorted})
+        QCOMPARE(
+            resa::cuda::top_blocks(kv, resa::cuda::SelectParams{}, st.get(), none, nullptr, kernel),
+            cudaErrorInvalidValue);
     }
     for (int mode = 0; mode < 5; ++mode) {
       std::vector<float> scores(size_t(kvh) * cap_blocks, 1e30f);
@@ -828,7 +833,7 @@ class TestGpuKernels : public QObject {
         }
         resa::cuda::SelectParams sp{ratio, min_blocks, local, sink};
         for (auto kernel : {resa::cuda::TopkKernel::kRegisters, resa::cuda::TopkKernel::kLoop,
-                            resa::cuda::TopkKernel::kFused}) {
+                            resa::cuda::TopkKernel::kFused, resa::cuda::TopkKernel::kSorted}) {
           const bool loop = kernel == resa::cuda::TopkKernel::kLoop;
           if (kernel == resa::cuda::TopkKernel::kRegisters && cap_blocks > 32768) continue;
           Dev<int> dblocks(size_t(kvh) * cap_blocks), dcount(kvh);
@@ -841,9 +846,10 @@ class TestGpuKernels : public QObject {
           const std::vector<int> blocks = dblocks.take(), count = dcount.take();
           const std::vector<uint32_t> hits = dhits.take();
           const QString where = QString("%1 kernel, mode %2 ratio %3 min %4 local %5 sink %6")
-                                    .arg(loop                                       ? "loop"
-                                         : kernel == resa::cuda::TopkKernel::kFused ? "fused"
-                                                                                    : "registers")
+                                    .arg(loop                                        ? "loop"
+                                         : kernel == resa::cuda::TopkKernel::kFused  ? "fused"
+                                         : kernel == resa::cuda::TopkKernel::kSorted ? "sorted"
+                                                                                     : "registers")
                                     .arg(mode)
                                     .arg(ratio)
                                     .arg(min_blocks)

@@ -499,21 +499,6 @@ __global__ void __launch_bounds__(kTopkThreads)
   if (tid == 0) sel.count[h] = k;
 }
 
-template <typename F>
-cudaError_t dispatch_d(int d, F&& f) {
-  switch (d) {
-    case 128:
-      return f(std::integral_constant<int, 128>{});
-    case 64:
-      return f(std::integral_constant<int, 64>{});
-    case 32:
-      return f(std::integral_constant<int, 32>{});
-    case 16:
-      return f(std::integral_constant<int, 16>{});
-  }
-  return cudaErrorInvalidValue;
-}
-
 template <int D, typename F>
 cudaError_t dispatch_g(int g, F&& f) {
   switch (g) {
@@ -632,7 +617,7 @@ cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, i
     return fast::decode_launch(kv, q, out, n_heads, scale * kLog2e, st, sel, splits, workspace, s);
   float* part_o = workspace;
   float* part_lse = workspace + size_t(splits) * n_heads * kv.head_dim;
-  const cudaError_t e = dispatch_d(kv.head_dim, [&](auto dc) {
+  const cudaError_t e = dispatch_dim<128, 64, 32, 16>(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
     return dispatch_g<D>(group, [&](auto gc) {
       constexpr int G = decltype(gc)::value;
@@ -748,7 +733,7 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
                            part_lse, s);
   } else {
     const int qt = kPrefillRows / group, qtiles = (n + qt - 1) / qt;
-    e = dispatch_d(kv.head_dim, [&](auto dc) {
+    e = dispatch_dim<128, 64, 32, 16>(kv.head_dim, [&](auto dc) {
       constexpr int D = decltype(dc)::value;
       constexpr size_t smem = prefill_smem_bytes<D>();
       cudaError_t a = cudaFuncSetAttribute(prefill_kernel<D>,
@@ -768,7 +753,7 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
 cudaError_t block_scores(const KvLayerDev& kv, const float* q, int n_heads, float scale,
                          const PassState* st, float* scores, int sm_count, cudaStream_t s) {
   const int group = n_heads / kv.kv_heads;
-  return dispatch_d(kv.head_dim, [&](auto dc) {
+  return dispatch_dim<128, 64, 32, 16>(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
     return launch(scores_kernel<D>, dim3(score_ctas_per_head<D>(kv, sm_count), kv.kv_heads),
                   dim3(kScoreThreads), 0, s, kv, q, group, scale, st, scores);
@@ -785,6 +770,7 @@ TopkKernel topk_choice(const KvLayerDev& kv, const SelectionDev& sel, TopkKernel
     const char* e = std::getenv("RESA_TOPK_KERNEL");
     if (e && std::strcmp(e, "loop") == 0) return TopkKernel::kLoop;
     if (e && std::strcmp(e, "registers") == 0) return TopkKernel::kRegisters;
+    if (e && std::strcmp(e, "fused") == 0) return TopkKernel::kFused;
     return TopkKernel::kAuto;
   }();
   const bool fits = topk::registers_fit(kv.cap_blocks);
@@ -792,6 +778,9 @@ TopkKernel topk_choice(const KvLayerDev& kv, const SelectionDev& sel, TopkKernel
   switch (kernel) {
     case TopkKernel::kFused:
       ok = sel.work && topk::fused_ctas(kv, sm_count) > 0;
+      return kernel;
+    case TopkKernel::kSorted:
+      ok = sel.work && topk::sorted_ctas(kv, sm_count) > 0;
       return kernel;
     case TopkKernel::kRegisters:
       ok = fits;
@@ -805,7 +794,9 @@ TopkKernel topk_choice(const KvLayerDev& kv, const SelectionDev& sel, TopkKernel
   if (forced == TopkKernel::kRegisters || !fused_auto || !sel.work ||
       topk::fused_ctas(kv, sm_count) < 1)
     return TopkKernel::kRegisters;
-  return TopkKernel::kFused;
+  if (forced == TopkKernel::kFused || topk::sorted_ctas(kv, sm_count) < 1)
+    return TopkKernel::kFused;
+  return TopkKernel::kSorted;
 }
 
 }  // namespace
@@ -817,6 +808,9 @@ cudaError_t top_blocks(const KvLayerDev& kv, const SelectParams& p, const PassSt
     case TopkKernel::kFused:
       if (!ok) return cudaErrorInvalidValue;
       return topk::fused_launch(kv, nullptr, 1, 0.f, p, st, sel, device_sm_count(), s);
+    case TopkKernel::kSorted:
+      if (!ok) return cudaErrorInvalidValue;
+      return topk::sorted_launch(kv, nullptr, 1, 0.f, p, st, sel, device_sm_count(), s);
     case TopkKernel::kRegisters:
       if (!ok) return cudaErrorInvalidValue;
       return topk::registers_launch(kv, p, st, sel, s);
@@ -837,6 +831,8 @@ cudaError_t select_blocks(const KvLayerDev& kv, const float* q, int n_heads, flo
   if (!ok) return cudaErrorInvalidValue;
   if (k == TopkKernel::kFused)
     return topk::fused_launch(kv, q, n_heads / kv.kv_heads, scale, p, st, sel, sm_count, s);
+  if (k == TopkKernel::kSorted)
+    return topk::sorted_launch(kv, q, n_heads / kv.kv_heads, scale, p, st, sel, sm_count, s);
   const cudaError_t e = block_scores(kv, q, n_heads, scale, st, sel.scores, sm_count, s);
   if (e != cudaSuccess) return e;
   return top_blocks(kv, p, st, sel, s, k);

@@ -29,16 +29,21 @@ struct SelectionDev {
   int* blocks = nullptr;     // [kv_heads][cap_blocks] selected block ids, ascending
   int* count = nullptr;      // [kv_heads]
   uint32_t* hits = nullptr;  // [cap_blocks] or null: selections counted per block
-  // select_work_words(kv_heads) words, zero when first used, or null: the fused selection's
-  // histograms and barrier (TopkKernel::kFused); every call leaves them ready for the next.
+  // select_work_words(kv_heads, cap_blocks) words, zero when first used, or null: the fused
+  // selections' histograms, barriers and sorted runs (TopkKernel::kFused, kSorted); every call
+  // leaves them ready for the next.
   uint32_t* work = nullptr;
 };
 
-// The fused selection's workspace: kSelectWorkPerHead words per KV head, of which the first
-// kSelectWorkZeroed (histograms, a barrier's count) are zero between calls.
+// The fused selections' workspace: kSelectWorkPerHead words per KV head, of which the first
+// kSelectWorkZeroed (histograms, a barrier's count) are zero between calls; then, per KV head,
+// select_sorted_stride(cap_blocks) words for kSorted's sorted runs (any value between calls).
 constexpr int kSelectWorkPerHead = 1284;
 constexpr int kSelectWorkZeroed = 1025;
-inline size_t select_work_words(int kv_heads) { return size_t(kv_heads) * kSelectWorkPerHead; }
+constexpr size_t select_sorted_stride(int cap_blocks) { return (size_t(cap_blocks) + 3) / 4 * 4; }
+constexpr size_t select_work_words(int kv_heads, int cap_blocks) {
+  return size_t(kv_heads) * (kSelectWorkPerHead + select_sorted_stride(cap_blocks));
+}
 
 struct SelectParams {
   double ratio = 0.1;
@@ -127,14 +132,21 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
 //               head's CTAs (sel.work) behind a barrier of those CTAs. For caches of fewer than
 //               65536 blocks per head where the device has the SMs (a CTA holds at most 4096
 //               blocks); needs sel.work.
+//   kSorted:    the same grid and shares as kFused, one barrier in all: each CTA sorts its
+//               share's keys and publishes the sorted run (sel.work); after the head's barrier
+//               every CTA reads all the head's runs into shared memory, finds the k-th largest key
+//               with binary searches in them (6 bits per round) and writes its own picks at their
+//               final slots. Where kFused applies and the runs fit in shared memory (about 40,000
+//               blocks per head).
 //   kRegisters: one CTA per KV head with the scores in registers (a radix select, then an ordered
 //               compaction), same reach; select_blocks runs the scores kernel before it.
 //   kLoop:      the CTA re-reads the scores from memory on every radix pass (the reference).
-//   kAuto:      select_blocks: kFused where it applies, else kRegisters where it applies, else
-//               kLoop; top_blocks: kRegisters, else kLoop. RESA_TOPK_KERNEL=registers or =loop in
-//               the environment (read once per process) forces that kernel where it applies.
+//   kAuto:      select_blocks: kSorted where it applies, else kFused, else kRegisters where it
+//               applies, else kLoop; top_blocks: kRegisters, else kLoop. RESA_TOPK_KERNEL=
+//               registers, =loop or =fused in the environment (read once per process) forces that
+//               kernel where it applies.
 // A kernel asked for where it does not apply fails with cudaErrorInvalidValue.
-enum class TopkKernel { kAuto, kRegisters, kLoop, kFused };
+enum class TopkKernel { kAuto, kRegisters, kLoop, kFused, kSorted };
 
 // Block scores of the group-mean queries, then the top blocks per KV head (sink and local
 // forced, ties to the lower index), for a decode step at st->pos0. q: [n_heads][head_dim].

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 #include <utility>
 
 namespace resa::cuda {
@@ -71,6 +72,15 @@ __device__ __forceinline__ void allow_next_launch() {
 // decode step at 4K measured 5.67 ms with it against 5.57 ms without (docs/benchmarks/
 // h200-s10.json); kept behind the switch so that it can be measured again.
 bool pdl_enabled();
+
+// f(std::integral_constant<int, d>{}) when d is one of Ds (the head dims a kernel is instantiated
+// for), else cudaErrorInvalidValue.
+template <int... Ds, typename F>
+cudaError_t dispatch_dim(int d, F&& f) {
+  cudaError_t r = cudaErrorInvalidValue;
+  (void)((d == Ds ? (r = f(std::integral_constant<int, Ds>{}), true) : false) || ...);
+  return r;
+}
 
 // Multiprocessors of the current device (read once per process; 1 if it cannot be read).
 int device_sm_count();

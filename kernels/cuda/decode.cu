@@ -370,19 +370,6 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) counters[h] = 0u;  // every CTA of the head has counted: ready for reuse
 }
 
-template <typename F>
-cudaError_t dispatch_d(int d, F&& f) {
-  switch (d) {
-    case 128:
-      return f(std::integral_constant<int, 128>{});
-    case 64:
-      return f(std::integral_constant<int, 64>{});
-    case 32:
-      return f(std::integral_constant<int, 32>{});
-  }
-  return cudaErrorInvalidValue;
-}
-
 // Resident CTAs per SM of the D instance (0: it cannot run on this device, e.g. too little shared
 // memory per block), asked once per process after raising its dynamic shared memory limit and
 // asking for the largest shared-memory carveout (its K/V bypass L1 anyway).
@@ -420,7 +407,7 @@ int min_split_keys() {
 
 bool decode_supported(int head_dim, int group) {
   if (group < 1 || group > kMaxGroup) return false;
-  const cudaError_t e = dispatch_d(head_dim, [](auto dc) {
+  const cudaError_t e = dispatch_dim<128, 64, 32>(head_dim, [](auto dc) {
     constexpr int D = decltype(dc)::value;
     return ctas_per_sm<D>() > 0 ? cudaSuccess : cudaErrorInvalidValue;
   });
@@ -440,7 +427,7 @@ cudaError_t decode_launch(const KvLayerDev& kv, const float* q, float* out, int 
   unsigned* counters =
       workspace ? reinterpret_cast<unsigned*>(workspace + partials + size_t(splits) * n_heads)
                 : nullptr;
-  return dispatch_d(kv.head_dim, [&](auto dc) {
+  return dispatch_dim<128, 64, 32>(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
     // One wave of resident CTAs: with equal work per CTA a second wave only adds a ramp. A
     // sparse step reads a tenth of the keys: one CTA per SM, half the partials to combine, read

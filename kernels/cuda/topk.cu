@@ -1,6 +1,7 @@
 // Top-k block selection with the scores held in registers (RESA.md steps 5-6). Contract:
 // top_blocks in attention.h; the loop kernel in attention.cu is the reference and the fallback
 // for caches of more than kMaxBlocks blocks per head.
+#include <cub/block/block_radix_sort.cuh>
 #include <cub/block/block_scan.cuh>
 
 #include <algorithm>
@@ -254,9 +255,11 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // The fused selection's workspace per KV head (kSelectWorkPerHead words): 4 x 256 digit counts
 // (one histogram per radix pass) and the barrier's arrival count, zero between calls; then the
-// barrier's generation, then one word per CTA (its packed counts for the compaction).
+// barrier's generation, then one word per CTA (its packed counts for the compaction); the last
+// word is kSorted's barrier (select_sorted_kernel).
 constexpr int kHistWords = 4 * kBins;
-constexpr int kMaxCoopCtas = kSelectWorkPerHead - kHistWords - 2;
+constexpr int kSortedBarWord = kSelectWorkPerHead - 1;
+constexpr int kMaxCoopCtas = kSelectWorkPerHead - kHistWords - 3;
 static_assert(kSelectWorkZeroed == kHistWords + 1 && kMaxCoopCtas >= 128, "select workspace");
 
 // A barrier of the n CTAs of one KV head (they are co-resident: the kernel is launched
@@ -349,6 +352,206 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = tid; i < kHistWords; i += kThreads) wk[i] = 0u;
 }
 
+// ------------------------------------------------------------------ kSorted: sorted runs
+//
+// A barrier of the n CTAs of one KV head that needs no reset: each call flips the top bit of
+// the word (CTA 0 adds 2^31 - (n - 1), the others 1, so the low bits come back to where they
+// were, whatever n is), and a CTA waits until the top bit differs from the one its own add saw.
+// Writes before it are visible after it; a CTA that waits past about a second traps.
+__device__ __forceinline__ uint32_t ld_acquire(const uint32_t* p) {
+  uint32_t v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void head_sync_flip(uint32_t* word, int n, bool first) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    const uint32_t old = atomicAdd(word, first ? 0x80000000u - uint32_t(n - 1) : 1u);
+    for (uint32_t spins = 0; ((old ^ ld_acquire(word)) & 0x80000000u) == 0u;)
+      if (++spins == (1u << 22)) __trap();
+    __threadfence();
+  }
+  __syncthreads();
+}
+
+template <int KPT>
+using RunSort = cub::BlockRadixSort<uint32_t, kThreads, KPT>;
+
+// The digits of a search round: 6 bits from bit 26 down to bit 2, then the last 2.
+constexpr int kSearchBits = 6, kSearchCands = 1 << kSearchBits;
+
+// kSorted's dynamic shared memory, in this order: the head's runs (before they are read: the
+// sort's storage), this CTA's keys in block order (KPT * 1024), the searches' results (ctas *
+// 64), and each run's bracket (ctas each: lo, hi).
+__host__ __device__ constexpr size_t align16(size_t n) { return (n + 15) / 16 * 16; }
+template <int KPT>
+__host__ __device__ constexpr size_t sorted_runs_bytes(int cap_blocks) {
+  return align16(sizeof(typename RunSort<KPT>::TempStorage) > select_sorted_stride(cap_blocks) * 4
+                     ? sizeof(typename RunSort<KPT>::TempStorage)
+                     : select_sorted_stride(cap_blocks) * 4);
+}
+template <int KPT>
+__host__ __device__ constexpr size_t sorted_smem_bytes(int cap_blocks, int ctas) {
+  return sorted_runs_bytes<KPT>(cap_blocks) + size_t(KPT) * kThreads * 4 +
+         size_t(ctas) * (kSearchCands + 2) * 4;
+}
+
+// The sorted-runs selection (TopkKernel::kSorted): the grid and shares of select_coop_kernel.
+// 1. Scores of its blocks (as select_coop_kernel; with q null read from sel.scores), kept as keys
+//    (order_key) in block order in shared memory.
+// 2. The keys sorted, largest first (cub's block radix sort), and published as this CTA's run;
+//    the head's one barrier.
+// 3. Every run of the head read into shared memory. The k-th largest key T, 6 bits per round:
+//    for each of the 64 next digits x and each run, a binary search for the keys >= prefix | x
+//    (one thread per pair, inside the run's bracket of keys that match the prefix so far); the
+//    largest x with at least k such keys over all runs is the digit, and the searches of x and
+//    x + 1 are the new brackets. It stops when the keys from the bucket up are exactly k.
+// 4. Each run's keys above the bucket (lo) and in it (hi - lo) give, with ties to the lower
+//    index (runs in block order), how many of the bucket this CTA takes and where its picks
+//    start; its picks are written in block order at their final slots (a block scan).
+template <int D, int KPT>
+__global__ void __launch_bounds__(kThreads, 1)
+    select_sorted_kernel(KvLayerDev kv, const float* __restrict__ q, int group, float scale,
+                         SelectParams p, const PassState* st, SelectionDev sel) {
+  extern __shared__ __align__(16) unsigned char dyn[];
+  __shared__ float qs[D];
+  __shared__ int cnt[kSearchCands];
+  __shared__ int pick[3];
+  __shared__ typename cub::BlockScan<uint32_t, kThreads>::TempStorage scan;
+  const int h = blockIdx.y, c = blockIdx.x, ctas = gridDim.x, tid = threadIdx.x;
+  const int ctx = st->pos0 + 1, bs = kv.block_size, nb = (ctx + bs - 1) / bs;
+  const int per = (nb + ctas - 1) / ctas;
+  const int first = min(nb, c * per), count = min(nb, first + per) - first;
+  uint32_t* const runs = reinterpret_cast<uint32_t*>(dyn);
+  uint32_t* const own = reinterpret_cast<uint32_t*>(dyn + sorted_runs_bytes<KPT>(kv.cap_blocks));
+  int* const res = reinterpret_cast<int*>(own + KPT * kThreads);  // [ctas][64]
+  int* const lo = res + ctas * kSearchCands;
+  int* const hi = lo + ctas;
+  float* const scores = sel.scores + size_t(h) * kv.cap_blocks;
+  int* const out = sel.blocks + size_t(h) * kv.cap_blocks;
+  uint32_t* const bar = sel.work + size_t(h) * kSelectWorkPerHead + kSortedBarWord;
+  uint32_t* const sorted = sel.work + size_t(kv.kv_heads) * kSelectWorkPerHead +
+                           size_t(h) * select_sorted_stride(kv.cap_blocks);
+  if (q) {
+    scores::group_query<D>(q, h, group, scale, qs);
+    scores::for_each_score<D, 4>(kv, qs, h, first, first + count, tid >> 5, kWarps,
+                                 [&](int b, float sc) {
+                                   scores[b] = sc;
+                                   own[b - first] = order_key(sc, forced_block(b, nb, p));
+                                 });
+  } else {
+    for (int i = tid; i < count; i += kThreads)
+      own[i] = order_key(__ldcg(scores + first + i), forced_block(first + i, nb, p));
+  }
+  const int k = selection_size(nb, p);
+  if (c == 0 && tid == 0) sel.count[h] = k;
+  if (k <= 0) return;  // the same in every CTA of the head: no barrier is left waiting
+  if (k >= nb) {
+    for (int i = tid; i < count; i += kThreads) {
+      out[first + i] = first + i;
+      if (sel.hits) atomicAdd(&sel.hits[first + i], 1u);
+    }
+    return;
+  }
+  __syncthreads();
+  {  // 2. this CTA's run
+    uint32_t key[KPT];
+#pragma unroll
+    for (int j = 0; j < KPT; ++j) key[j] = tid * KPT + j < count ? own[tid * KPT + j] : 0u;
+    RunSort<KPT>(*reinterpret_cast<typename RunSort<KPT>::TempStorage*>(dyn)).SortDescending(key);
+#pragma unroll
+    for (int j = 0; j < KPT; ++j)
+      if (tid * KPT + j < count) sorted[first + tid * KPT + j] = key[j];
+  }
+  head_sync_flip(bar, ctas, c == 0);
+  // 3. the k-th largest key
+#pragma unroll 4
+  for (int i = tid; i < nb; i += kThreads) runs[i] = __ldcg(sorted + i);
+  for (int l = tid; l < ctas; l += kThreads) lo[l] = 0, hi[l] = max(0, min(per, nb - l * per));
+  uint32_t prefix = 0u;
+  int shift = 32 - kSearchBits, bits = kSearchBits;
+#pragma unroll 1
+  for (;;) {
+    const int nx = 1 << bits;
+    if (tid < kSearchCands) cnt[tid] = 0;
+    __syncthreads();
+    for (int pr = tid; pr < ctas * nx; pr += kThreads) {
+      const int l = pr >> bits, x = pr & (nx - 1);
+      const uint32_t v = prefix | uint32_t(x) << shift;
+      const uint32_t* run = runs + l * per;
+      int a = lo[l], b = hi[l];  // the first key < v in [a, b)
+      while (a < b) {
+        const int m = (a + b) >> 1;
+        if (run[m] >= v)
+          a = m + 1;
+        else
+          b = m;
+      }
+      res[pr] = a;
+      atomicAdd(&cnt[x], a);
+    }
+    __syncthreads();
+    if (tid < 32) {  // the largest x with cnt[x] >= k (cnt falls as x grows; cnt[0] >= k)
+      const uint32_t low = __ballot_sync(kFull, tid < nx && cnt[tid] >= k);
+      const uint32_t high = __ballot_sync(kFull, tid + 32 < nx && cnt[tid + 32] >= k);
+      if (tid == 0) pick[0] = high ? 63 - __clz(high) : 31 - __clz(low);
+    }
+    __syncthreads();
+    const int x = pick[0];
+    const bool done = cnt[x] == k || shift == 0;  // the bucket is taken whole, or fully known
+    prefix |= uint32_t(x) << shift;
+    for (int l = tid; l < ctas; l += kThreads) {
+      const int nlo = x + 1 < nx ? res[l * nx + x + 1] : lo[l];
+      hi[l] = res[l * nx + x];
+      lo[l] = nlo;
+    }
+    __syncthreads();
+    if (done) break;
+    if (shift > kSearchBits)
+      shift -= kSearchBits;
+    else
+      bits = shift, shift = 0;
+  }
+  // 4. this CTA's share of the bucket and its first slot
+  if (tid < 32) {
+    int above_all = 0, above_before = 0, at_before = 0;
+    for (int l = tid; l < ctas; l += 32) {
+      above_all += lo[l];
+      if (l < c) above_before += lo[l], at_before += hi[l] - lo[l];
+    }
+    above_all = __reduce_add_sync(kFull, above_all);
+    above_before = __reduce_add_sync(kFull, above_before);
+    at_before = __reduce_add_sync(kFull, at_before);
+    const int need = k - above_all;  // taken from the bucket, lowest blocks first
+    if (tid == 0) {
+      pick[1] = max(0, min(need - at_before, hi[c] - lo[c]));
+      pick[2] = above_before + min(need, at_before);
+    }
+  }
+  __syncthreads();
+  const int take = pick[1], start = pick[2];
+  const uint32_t mask = shift == 0 ? kFull : ~((1u << shift) - 1u);
+  uint32_t carry = 0;  // above in the low, in the bucket in the high 16 bits
+#pragma unroll
+  for (int j = 0; j < KPT; ++j) {
+    const int i = j * kThreads + tid;
+    const uint32_t m = i < count ? own[i] & mask : 0u;
+    const bool is_above = i < count && m > prefix, is_at = i < count && m == prefix;
+    uint32_t before, total;
+    cub::BlockScan<uint32_t, kThreads>(scan).ExclusiveSum(
+        uint32_t(is_above) | uint32_t(is_at) << 16, before, total);
+    before += carry;
+    carry += total;
+    const int n_above = int(before & 0xffffu), n_at = int(before >> 16);
+    if (is_above || (is_at && n_at < take)) {
+      out[start + n_above + min(n_at, take)] = first + i;
+      if (sel.hits) atomicAdd(&sel.hits[first + i], 1u);
+    }
+    if (j + 1 < KPT) __syncthreads();
+  }
+}
+
 // f(std::integral_constant<int, KPT>) for the fewest keys per thread that cover cap_blocks (nb
 // is only known on the device: a recorded step replays at later positions).
 template <typename F>
@@ -398,26 +601,11 @@ int coop_ctas_per_sm() {
   return n;
 }
 
-template <typename F>
-cudaError_t dispatch_head_dim(int head_dim, F&& f) {
-  switch (head_dim) {
-    case 128:
-      return f(std::integral_constant<int, 128>{});
-    case 64:
-      return f(std::integral_constant<int, 64>{});
-    case 32:
-      return f(std::integral_constant<int, 32>{});
-    case 16:
-      return f(std::integral_constant<int, 16>{});
-  }
-  return cudaErrorInvalidValue;
-}
-
 }  // namespace
 
 int fused_ctas(const KvLayerDev& kv, int sm_count) {
   int per_sm = 0;
-  (void)dispatch_head_dim(kv.head_dim, [&](auto dc) {
+  (void)dispatch_dim<128, 64, 32, 16>(kv.head_dim, [&](auto dc) {
     per_sm = coop_ctas_per_sm<decltype(dc)::value>();
     return cudaSuccess;
   });
@@ -438,11 +626,100 @@ cudaError_t fused_launch(const KvLayerDev& kv, const float* q, int group, float 
   const int ctas = fused_ctas(kv, sm_count);
   if (!sel.work || ctas < 1) return cudaErrorInvalidValue;
   const int rows = ((kv.cap_blocks + ctas - 1) / ctas + kThreads - 1) / kThreads;
-  return dispatch_head_dim(kv.head_dim, [&](auto dc) {
+  return dispatch_dim<128, 64, 32, 16>(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
     if (rows <= 1) return launch_coop<D, 1>(kv, q, group, scale, p, st, sel, ctas, s);
     if (rows <= 2) return launch_coop<D, 2>(kv, q, group, scale, p, st, sel, ctas, s);
     return launch_coop<D, 4>(kv, q, group, scale, p, st, sel, ctas, s);
+  });
+}
+
+namespace {
+
+// The shared memory an instance may take (set once per instance; the launch asks for less).
+int smem_optin() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) {
+      (void)cudaGetLastError();
+      v = 0;
+    }
+    return v;
+  }();
+  return n;
+}
+
+// kSorted's instance for the rows of 1024 blocks a CTA holds: f(integral_constant<KPT>).
+template <typename F>
+cudaError_t dispatch_rows(int rows, F&& f) {
+  if (rows <= 1) return f(std::integral_constant<int, 1>{});
+  if (rows <= 2) return f(std::integral_constant<int, 2>{});
+  return f(std::integral_constant<int, 4>{});
+}
+
+int rows_of(const KvLayerDev& kv, int ctas) {
+  return ((kv.cap_blocks + ctas - 1) / ctas + kThreads - 1) / kThreads;
+}
+
+// Allows the instance all the shared memory the device has (once per instance).
+template <int D, int KPT>
+cudaError_t sorted_attr() {
+  static const cudaError_t e = cudaFuncSetAttribute(
+      select_sorted_kernel<D, KPT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_optin());
+  return e;
+}
+
+template <int D, int KPT>
+cudaError_t launch_sorted(const KvLayerDev& kv, const float* q, int group, float scale,
+                          const SelectParams& p, const PassState* st, const SelectionDev& sel,
+                          int ctas, cudaStream_t s) {
+  if (const cudaError_t e = sorted_attr<D, KPT>(); e != cudaSuccess) return e;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(ctas, kv.kv_heads);
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = sorted_smem_bytes<KPT>(kv.cap_blocks, ctas);
+  cfg.stream = s;
+  cudaLaunchAttribute a[1];
+  a[0].id = cudaLaunchAttributeCooperative;
+  a[0].val.cooperative = 1;
+  cfg.attrs = a;
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, select_sorted_kernel<D, KPT>, kv, q, group, scale, p, st, sel);
+}
+
+}  // namespace
+
+int sorted_ctas(const KvLayerDev& kv, int sm_count) {
+  const int ctas = fused_ctas(kv, sm_count);
+  if (ctas < 1) return 0;
+  bool fits = false;
+  (void)dispatch_dim<128, 64, 32, 16>(kv.head_dim, [&](auto dc) {
+    return dispatch_rows(rows_of(kv, ctas), [&](auto kc) {
+      constexpr int D = decltype(dc)::value, KPT = decltype(kc)::value;
+      const size_t bytes = sorted_smem_bytes<KPT>(kv.cap_blocks, ctas);
+      int per_sm = 0;
+      if (bytes <= size_t(smem_optin()) && sorted_attr<D, KPT>() == cudaSuccess &&
+          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, select_sorted_kernel<D, KPT>,
+                                                        kThreads, bytes) == cudaSuccess)
+        fits = per_sm * sm_count >= ctas * kv.kv_heads;  // every CTA resident at once
+      (void)cudaGetLastError();
+      return cudaSuccess;
+    });
+  });
+  return fits ? ctas : 0;
+}
+
+cudaError_t sorted_launch(const KvLayerDev& kv, const float* q, int group, float scale,
+                          const SelectParams& p, const PassState* st, const SelectionDev& sel,
+                          int sm_count, cudaStream_t s) {
+  const int ctas = sorted_ctas(kv, sm_count);
+  if (!sel.work || ctas < 1) return cudaErrorInvalidValue;
+  return dispatch_dim<128, 64, 32, 16>(kv.head_dim, [&](auto dc) {
+    return dispatch_rows(rows_of(kv, ctas), [&](auto kc) {
+      return launch_sorted<decltype(dc)::value, decltype(kc)::value>(kv, q, group, scale, p, st,
+                                                                     sel, ctas, s);
+    });
   });
 }
 

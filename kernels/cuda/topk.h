@@ -44,4 +44,14 @@ cudaError_t fused_launch(const KvLayerDev& kv, const float* q, int group, float 
                          const SelectParams& p, const PassState* st, const SelectionDev& sel,
                          int sm_count, cudaStream_t s);
 
+// CTAs per KV head of the sorted-runs selection (select_sorted_kernel): those of the fused one,
+// where the head's runs fit in shared memory; 0: it does not apply.
+int sorted_ctas(const KvLayerDev& kv, int sm_count);
+
+// The sorted-runs selection, the same contract as fused_launch (sel.work holds
+// select_work_words(kv.kv_heads, kv.cap_blocks) words).
+cudaError_t sorted_launch(const KvLayerDev& kv, const float* q, int group, float scale,
+                          const SelectParams& p, const PassState* st, const SelectionDev& sel,
+                          int sm_count, cudaStream_t s);
+
 }  // namespace resa::cuda::topk

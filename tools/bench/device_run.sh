@@ -5,7 +5,8 @@
 # 8 files).
 # Usage on the GPU host, from the project root: tools/bench/device_run.sh RUN OUT_DIR
 #   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json), s11
-#   (h200-s11.json), s11ab (that session's A/B calls) or check (tests and a short timing after a refactor). h200-sparse-ab.json came
+#   (h200-s11.json), s11ab (that session's A/B calls), s12ab (the sorted-runs selection against
+#   the others) or check (tests and a short timing after a refactor). h200-sparse-ab.json came
 #   from tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of kernels since removed).
 set -uo pipefail
 run="${1:?RUN}" out="${2:?OUT_DIR}"
@@ -113,10 +114,30 @@ case "$run" in
     step e2e_1p5b 80 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
       --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
       --json "$out/e2e_1p5b.json" ;;
+  s12ab)  # session 12: the sorted-runs selection (kSorted, the default) against kFused and
+    # kRegisters, kernels and end to end
+    if grep -qE "^FAIL.*(topk|selection)_matches_cpu" "$out/test_gpu_kernels.txt"; then
+      export RESA_TOPK_KERNEL=registers; echo "a top-k kernel failed its test: registers used" | tee -a "$out/summary.txt"
+    fi
+    step ops 150 $bench --op attention --contexts 16384,32768,65536,131072,262144 --repeats 50 \
+      --json "$out/ops.json"
+    step ops_2kv 60 $bench --op attention --contexts 32768,262144 --op-heads 12/2/128 --repeats 50 \
+      --json "$out/ops_2kv.json"
+    for v in sorted fused registers; do
+      case $v in sorted) e=();; fused) e=(RESA_TOPK_KERNEL=fused);; registers) e=(RESA_TOPK_KERNEL=registers);; esac
+      step e2e_8b_$v 90 env "${e[@]}" RESA_FUSED_SELECT_MIN_BLOCKS=0 $bench --random-weights llama-3.1-8b \
+        --device cuda --contexts 32768,262144 --modes sparse,resa --repeats 128 --prefill-tokens 0 \
+        --json "$out/e2e_8b_$v.json"
+    done
+    step e2e_8b 120 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
+      --modes dense,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json"
+    step e2e_1p5b 80 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
+      --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_1p5b.json" ;;
   check)  # after a refactor: the gpu tests above, and a short timing to compare with s10
     step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
     step e2e_8b 80 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
       --modes dense,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json" ;;
-  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, check)" >&2; exit 2 ;;
+  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, check)" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"
