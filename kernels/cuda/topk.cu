@@ -662,19 +662,35 @@ int rows_of(const KvLayerDev& kv, int ctas) {
   return ((kv.cap_blocks + ctas - 1) / ctas + kThreads - 1) / kThreads;
 }
 
-// Allows the instance all the shared memory the device has (once per instance).
+// The dynamic shared memory the instance may take: what a CTA may have less its static shared
+// memory, allowed once per instance (0: it could not be).
 template <int D, int KPT>
-cudaError_t sorted_attr() {
-  static const cudaError_t e = cudaFuncSetAttribute(
-      select_sorted_kernel<D, KPT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem_optin());
-  return e;
+size_t sorted_dyn_limit() {
+  static const size_t n = [] {
+    cudaFuncAttributes a{};
+    if (cudaFuncGetAttributes(&a, select_sorted_kernel<D, KPT>) != cudaSuccess ||
+        size_t(smem_optin()) <= a.sharedSizeBytes) {
+      (void)cudaGetLastError();
+      return size_t(0);
+    }
+    const size_t dyn = size_t(smem_optin()) - a.sharedSizeBytes;
+    if (cudaFuncSetAttribute(select_sorted_kernel<D, KPT>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             int(dyn)) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return size_t(0);
+    }
+    return dyn;
+  }();
+  return n;
 }
 
 template <int D, int KPT>
 cudaError_t launch_sorted(const KvLayerDev& kv, const float* q, int group, float scale,
                           const SelectParams& p, const PassState* st, const SelectionDev& sel,
                           int ctas, cudaStream_t s) {
-  if (const cudaError_t e = sorted_attr<D, KPT>(); e != cudaSuccess) return e;
+  if (sorted_dyn_limit<D, KPT>() < sorted_smem_bytes<KPT>(kv.cap_blocks, ctas))
+    return cudaErrorInvalidValue;
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(ctas, kv.kv_heads);
   cfg.blockDim = dim3(kThreads);
@@ -699,7 +715,7 @@ int sorted_ctas(const KvLayerDev& kv, int sm_count) {
       constexpr int D = decltype(dc)::value, KPT = decltype(kc)::value;
       const size_t bytes = sorted_smem_bytes<KPT>(kv.cap_blocks, ctas);
       int per_sm = 0;
-      if (bytes <= size_t(smem_optin()) && sorted_attr<D, KPT>() == cudaSuccess &&
+      if (bytes <= sorted_dyn_limit<D, KPT>() &&
           cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, select_sorted_kernel<D, KPT>,
                                                         kThreads, bytes) == cudaSuccess)
         fits = per_sm * sm_count >= ctas * kv.kv_heads;  // every CTA resident at once
