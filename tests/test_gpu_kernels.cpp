@@ -708,6 +708,10 @@ class TestGpuKernels : public QObject {
       SelectWork work(kvh, kv.dev.cap_blocks);
       for (auto kernel : {resa::cuda::TopkKernel::kAuto, resa::cuda::TopkKernel::kFused,
                           resa::cuda::TopkKernel::kSorted, resa::cuda::TopkKernel::kRegisters}) {
+        if (!resa::cuda::topk_kernel_applies(kv.dev, kernel, 132)) {
+          QVERIFY2(kvh < 8, "a selection kernel refused for 8 KV heads");
+          continue;
+        }
         Dev<float> dsc(size_t(kvh) * kv.dev.cap_blocks);
         Dev<int> db(size_t(kvh) * kv.dev.cap_blocks), dc(kvh);
         resa::cuda::SelectionDev sel{dsc.get(), db.get(), dc.get(), nullptr, work.d.get()};
@@ -836,6 +840,16 @@ class TestGpuKernels : public QObject {
                             resa::cuda::TopkKernel::kFused, resa::cuda::TopkKernel::kSorted}) {
           const bool loop = kernel == resa::cuda::TopkKernel::kLoop;
           if (kernel == resa::cuda::TopkKernel::kRegisters && cap_blocks > 32768) continue;
+          // The sorted-runs kernel applies where its runs fit in shared memory: always for the
+          // 8 KV heads of the benchmarks; elsewhere it is refused.
+          if (kernel == resa::cuda::TopkKernel::kSorted &&
+              !resa::cuda::topk_kernel_applies(kv, kernel, 132)) {
+            QVERIFY2(kvh < 8, "kSorted refused for 8 KV heads");
+            resa::cuda::SelectionDev sd{dscores.get(), nullptr, nullptr, nullptr, work.d.get()};
+            QCOMPARE(resa::cuda::top_blocks(kv, sp, st.get(), sd, nullptr, kernel),
+                     cudaErrorInvalidValue);
+            continue;
+          }
           Dev<int> dblocks(size_t(kvh) * cap_blocks), dcount(kvh);
           Dev<uint32_t> dhits(cap_blocks);
           cudaMemset(dhits.get(), 0, cap_blocks * 4);

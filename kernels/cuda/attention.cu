@@ -801,6 +801,15 @@ TopkKernel topk_choice(const KvLayerDev& kv, const SelectionDev& sel, TopkKernel
 
 }  // namespace
 
+bool topk_kernel_applies(const KvLayerDev& kv, TopkKernel kernel, int sm_count) {
+  uint32_t word = 0;
+  SelectionDev sel;
+  sel.work = &word;  // only its presence is asked
+  bool ok = true;
+  (void)topk_choice(kv, sel, kernel, true, sm_count, ok);
+  return ok;
+}
+
 cudaError_t top_blocks(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
                        const SelectionDev& sel, cudaStream_t s, TopkKernel kernel) {
   bool ok = true;

@@ -148,6 +148,9 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
 // A kernel asked for where it does not apply fails with cudaErrorInvalidValue.
 enum class TopkKernel { kAuto, kRegisters, kLoop, kFused, kSorted };
 
+// Whether select_blocks / top_blocks take the kernel for this cache (a workspace given).
+bool topk_kernel_applies(const KvLayerDev& kv, TopkKernel kernel, int sm_count);
+
 // Block scores of the group-mean queries, then the top blocks per KV head (sink and local
 // forced, ties to the lower index), for a decode step at st->pos0. q: [n_heads][head_dim].
 cudaError_t select_blocks(const KvLayerDev& kv, const float* q, int n_heads, float scale,

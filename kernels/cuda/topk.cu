@@ -1,10 +1,10 @@
 // Top-k block selection with the scores held in registers (RESA.md steps 5-6). Contract:
 // top_blocks in attention.h; the loop kernel in attention.cu is the reference and the fallback
 // for caches of more than kMaxBlocks blocks per head.
-#include <cub/block/block_radix_sort.cuh>
 #include <cub/block/block_scan.cuh>
 
 #include <algorithm>
+#include <cstdlib>
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
@@ -375,20 +375,57 @@ __device__ __forceinline__ void head_sync_flip(uint32_t* word, int n, bool first
   __syncthreads();
 }
 
-template <int KPT>
-using RunSort = cub::BlockRadixSort<uint32_t, kThreads, KPT>;
+// Sorts the CTA's KPT * 1024 keys, largest first (bitonic, every stage unrolled): element
+// e = j * 1024 + t is key[j] of thread t, before and after. Partners within a warp are exchanged
+// by shuffles, the others through xs (2 * KPT * 1024 words of shared memory, used in turns so
+// that a stage needs one barrier). Every thread of the CTA must call it.
+template <int KPT, int K, int D>
+__device__ __forceinline__ void bitonic_stage(uint32_t (&key)[KPT], uint32_t* xs, int& turn) {
+  const int tid = threadIdx.x;
+  uint32_t other[KPT];
+  if constexpr (D >= 32) {
+    uint32_t* x = xs + turn * KPT * kThreads;
+    turn ^= 1;
+#pragma unroll
+    for (int j = 0; j < KPT; ++j) x[j * kThreads + tid] = key[j];
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < KPT; ++j) other[j] = x[(j * kThreads + tid) ^ D];
+  } else {
+#pragma unroll
+    for (int j = 0; j < KPT; ++j) other[j] = __shfl_xor_sync(kFull, key[j], D);
+  }
+  // In a block of K sorted largest first ((e & K) == 0), the lower of a pair keeps the max.
+#pragma unroll
+  for (int j = 0; j < KPT; ++j) {
+    const int e = j * kThreads + tid;
+    const bool keep_max = ((e & D) == 0) == ((e & K) == 0);
+    key[j] = keep_max ? max(key[j], other[j]) : min(key[j], other[j]);
+  }
+}
+template <int KPT, int K, int D>
+__device__ __forceinline__ void bitonic_merge(uint32_t (&key)[KPT], uint32_t* xs, int& turn) {
+  bitonic_stage<KPT, K, D>(key, xs, turn);
+  if constexpr (D > 1) bitonic_merge<KPT, K, D / 2>(key, xs, turn);
+}
+template <int KPT, int K = 2>
+__device__ __forceinline__ void bitonic_sort_desc(uint32_t (&key)[KPT], uint32_t* xs,
+                                                  int turn = 0) {
+  bitonic_merge<KPT, K, K / 2>(key, xs, turn);
+  if constexpr (K < KPT * kThreads) bitonic_sort_desc<KPT, K * 2>(key, xs, turn);
+}
 
-// The digits of a search round: 6 bits from bit 26 down to bit 2, then the last 2.
-constexpr int kSearchBits = 6, kSearchCands = 1 << kSearchBits;
+// The digits of a search round: 8 bits, from the top.
+constexpr int kSearchBits = 8, kSearchCands = 1 << kSearchBits;
 
 // kSorted's dynamic shared memory, in this order: the head's runs (before they are read: the
-// sort's storage), this CTA's keys in block order (KPT * 1024), the searches' results (ctas *
-// 64), and each run's bracket (ctas each: lo, hi).
+// sort's exchange), this CTA's keys in block order (KPT * 1024), the searches' results (ctas *
+// 256), and each run's bracket (ctas each: lo, hi).
 __host__ __device__ constexpr size_t align16(size_t n) { return (n + 15) / 16 * 16; }
 template <int KPT>
 __host__ __device__ constexpr size_t sorted_runs_bytes(int cap_blocks) {
-  return align16(sizeof(typename RunSort<KPT>::TempStorage) > select_sorted_stride(cap_blocks) * 4
-                     ? sizeof(typename RunSort<KPT>::TempStorage)
+  return align16(size_t(2 * KPT) * kThreads > select_sorted_stride(cap_blocks)
+                     ? size_t(2 * KPT) * kThreads * 4
                      : select_sorted_stride(cap_blocks) * 4);
 }
 template <int KPT>
@@ -397,13 +434,20 @@ __host__ __device__ constexpr size_t sorted_smem_bytes(int cap_blocks, int ctas)
          size_t(ctas) * (kSearchCands + 2) * 4;
 }
 
+__device__ unsigned g_sorted_trace_calls;
+__device__ __forceinline__ unsigned long long gtimer() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  return t;
+}
+
 // The sorted-runs selection (TopkKernel::kSorted): the grid and shares of select_coop_kernel.
 // 1. Scores of its blocks (as select_coop_kernel; with q null read from sel.scores), kept as keys
 //    (order_key) in block order in shared memory.
-// 2. The keys sorted, largest first (cub's block radix sort), and published as this CTA's run;
+// 2. The keys sorted, largest first (bitonic_sort_desc), and published as this CTA's run;
 //    the head's one barrier.
-// 3. Every run of the head read into shared memory. The k-th largest key T, 6 bits per round:
-//    for each of the 64 next digits x and each run, a binary search for the keys >= prefix | x
+// 3. Every run of the head read into shared memory. The k-th largest key T, 8 bits per round:
+//    for each of the 256 next digits x and each run, a binary search for the keys >= prefix | x
 //    (one thread per pair, inside the run's bracket of keys that match the prefix so far); the
 //    largest x with at least k such keys over all runs is the digit, and the searches of x and
 //    x + 1 are the new brackets. It stops when the keys from the bucket up are exactly k.
@@ -413,7 +457,7 @@ __host__ __device__ constexpr size_t sorted_smem_bytes(int cap_blocks, int ctas)
 template <int D, int KPT>
 __global__ void __launch_bounds__(kThreads, 1)
     select_sorted_kernel(KvLayerDev kv, const float* __restrict__ q, int group, float scale,
-                         SelectParams p, const PassState* st, SelectionDev sel) {
+                         SelectParams p, const PassState* st, SelectionDev sel, int exp) {
   extern __shared__ __align__(16) unsigned char dyn[];
   __shared__ float qs[D];
   __shared__ int cnt[kSearchCands];
@@ -433,6 +477,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t* const bar = sel.work + size_t(h) * kSelectWorkPerHead + kSortedBarWord;
   uint32_t* const sorted = sel.work + size_t(kv.kv_heads) * kSelectWorkPerHead +
                            size_t(h) * select_sorted_stride(kv.cap_blocks);
+  const bool trace = exp & 16;
+  unsigned long long tt[8] = {};
+  unsigned tcall = 0;
+  if (trace && tid == 0) tcall = *(volatile unsigned*)&g_sorted_trace_calls, tt[0] = gtimer();
   if (q) {
     scores::group_query<D>(q, h, group, scale, qs);
     scores::for_each_score<D, 4>(kv, qs, h, first, first + count, tid >> 5, kWarps,
@@ -444,6 +492,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = tid; i < count; i += kThreads)
       own[i] = order_key(__ldcg(scores + first + i), forced_block(first + i, nb, p));
   }
+  if (trace) __syncthreads();
+  if (trace && tid == 0) tt[1] = gtimer();
   const int k = selection_size(nb, p);
   if (c == 0 && tid == 0) sel.count[h] = k;
   if (k <= 0) return;  // the same in every CTA of the head: no barrier is left waiting
@@ -458,26 +508,42 @@ __global__ void __launch_bounds__(kThreads, 1)
   {  // 2. this CTA's run
     uint32_t key[KPT];
 #pragma unroll
-    for (int j = 0; j < KPT; ++j) key[j] = tid * KPT + j < count ? own[tid * KPT + j] : 0u;
-    RunSort<KPT>(*reinterpret_cast<typename RunSort<KPT>::TempStorage*>(dyn)).SortDescending(key);
+    for (int j = 0; j < KPT; ++j) {
+      const int i = j * kThreads + tid;
+      key[j] = i < count ? own[i] : 0u;
+    }
+    if (!(exp & 1)) bitonic_sort_desc<KPT>(key, runs);
+    if (trace) __syncthreads();
+    if (trace && tid == 0) tt[2] = gtimer();
 #pragma unroll
-    for (int j = 0; j < KPT; ++j)
-      if (tid * KPT + j < count) sorted[first + tid * KPT + j] = key[j];
+    for (int j = 0; j < KPT; ++j) {
+      const int i = j * kThreads + tid;
+      if (i < count) sorted[first + i] = key[j];
+    }
   }
-  head_sync_flip(bar, ctas, c == 0);
-  // 3. the k-th largest key
+  if (trace) __syncthreads();
+  if (trace && tid == 0) tt[3] = gtimer();
+  if (!(exp & 2))
+    head_sync_flip(bar, ctas, c == 0);
+  else
+    __syncthreads();
+    // 3. the k-th largest key
 #pragma unroll 4
   for (int i = tid; i < nb; i += kThreads) runs[i] = __ldcg(sorted + i);
+  if (trace && tid == 0) tt[4] = gtimer();
   for (int l = tid; l < ctas; l += kThreads) lo[l] = 0, hi[l] = max(0, min(per, nb - l * per));
+  if (trace) __syncthreads();
+  if (trace && tid == 0) tt[5] = gtimer();
   uint32_t prefix = 0u;
-  int shift = 32 - kSearchBits, bits = kSearchBits;
+  int shift = 32 - kSearchBits;
+  if (exp & 4) shift = 0;
 #pragma unroll 1
-  for (;;) {
-    const int nx = 1 << bits;
+  for (; !(exp & 4);) {
     if (tid < kSearchCands) cnt[tid] = 0;
     __syncthreads();
-    for (int pr = tid; pr < ctas * nx; pr += kThreads) {
-      const int l = pr >> bits, x = pr & (nx - 1);
+    // Pair pr = l * 256 + x: run l, digit x (a thread's pairs share x, as 1024 % 256 == 0).
+    for (int pr = tid; pr < ctas * kSearchCands; pr += kThreads) {
+      const int l = pr / kSearchCands, x = pr % kSearchCands;
       const uint32_t v = prefix | uint32_t(x) << shift;
       const uint32_t* run = runs + l * per;
       int a = lo[l], b = hi[l];  // the first key < v in [a, b)
@@ -492,27 +558,23 @@ __global__ void __launch_bounds__(kThreads, 1)
       atomicAdd(&cnt[x], a);
     }
     __syncthreads();
-    if (tid < 32) {  // the largest x with cnt[x] >= k (cnt falls as x grows; cnt[0] >= k)
-      const uint32_t low = __ballot_sync(kFull, tid < nx && cnt[tid] >= k);
-      const uint32_t high = __ballot_sync(kFull, tid + 32 < nx && cnt[tid + 32] >= k);
-      if (tid == 0) pick[0] = high ? 63 - __clz(high) : 31 - __clz(low);
-    }
+    // The digit: the largest x with cnt[x] >= k (cnt falls as x grows; cnt[0] >= k).
+    if (tid < kSearchCands && cnt[tid] >= k && (tid + 1 == kSearchCands || cnt[tid + 1] < k))
+      pick[0] = tid;
     __syncthreads();
     const int x = pick[0];
     const bool done = cnt[x] == k || shift == 0;  // the bucket is taken whole, or fully known
     prefix |= uint32_t(x) << shift;
     for (int l = tid; l < ctas; l += kThreads) {
-      const int nlo = x + 1 < nx ? res[l * nx + x + 1] : lo[l];
-      hi[l] = res[l * nx + x];
+      const int nlo = x + 1 < kSearchCands ? res[l * kSearchCands + x + 1] : lo[l];
+      hi[l] = res[l * kSearchCands + x];
       lo[l] = nlo;
     }
     __syncthreads();
     if (done) break;
-    if (shift > kSearchBits)
-      shift -= kSearchBits;
-    else
-      bits = shift, shift = 0;
+    shift -= kSearchBits;
   }
+  if (trace && tid == 0) tt[6] = gtimer();
   // 4. this CTA's share of the bucket and its first slot
   if (tid < 32) {
     int above_all = 0, above_before = 0, at_before = 0;
@@ -550,6 +612,17 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     if (j + 1 < KPT) __syncthreads();
   }
+  if (trace) __syncthreads();
+  if (trace && tid == 0) {
+    tt[7] = gtimer();
+    if (h == 0 && tcall == 200)
+      printf(
+          "trace nb=%d q=%d c=%d t0=%llu score=%llu sort=%llu publish=%llu barrier=%llu load=%llu "
+          "search=%llu end=%llu\n",
+          nb, q != nullptr, c, tt[0], tt[1] - tt[0], tt[2] - tt[1], tt[3] - tt[2], tt[4] - tt[3],
+          tt[5] - tt[4], tt[6] - tt[5], tt[7] - tt[6]);
+    if (h == 0 && c == 0) atomicAdd(&g_sorted_trace_calls, 1u);
+  }
 }
 
 // f(std::integral_constant<int, KPT>) for the fewest keys per thread that cover cap_blocks (nb
@@ -582,7 +655,8 @@ cudaError_t launch_coop(const KvLayerDev& kv, const float* q, int group, float s
   attr[0].id = cudaLaunchAttributeCooperative;
   attr[0].val.cooperative = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = 1;
+  static const bool coop = !getenv("RESA_COOP_LAUNCH") || atoi(getenv("RESA_COOP_LAUNCH"));
+  cfg.numAttrs = coop ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, select_coop_kernel<D, KPT>, kv, q, group, scale, p, st, sel);
 }
 
@@ -700,8 +774,11 @@ cudaError_t launch_sorted(const KvLayerDev& kv, const float* q, int group, float
   a[0].id = cudaLaunchAttributeCooperative;
   a[0].val.cooperative = 1;
   cfg.attrs = a;
-  cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, select_sorted_kernel<D, KPT>, kv, q, group, scale, p, st, sel);
+  static const bool coop = !getenv("RESA_COOP_LAUNCH") || atoi(getenv("RESA_COOP_LAUNCH"));
+  static const int exp = getenv("RESA_SORTED_EXP") ? atoi(getenv("RESA_SORTED_EXP")) : 0;
+  cfg.numAttrs = coop ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, select_sorted_kernel<D, KPT>, kv, q, group, scale, p, st, sel,
+                            exp);
 }
 
 }  // namespace

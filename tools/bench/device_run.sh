@@ -29,10 +29,10 @@ step() {  # step NAME SECONDS COMMAND...
 }
 bench=build-gpu/app/resa-bench
 step test_gpu_kernels 220 build-gpu/tests/test_gpu_kernels
-step test_gpu_model 100 build-gpu/tests/test_gpu_model
+[ "$run" = s12exp ] || step test_gpu_model 100 build-gpu/tests/test_gpu_model
 # The model tests again with the fused selection at every context (the engine picks it only from
 # about 11,000 blocks on, past the tests' contexts).
-step test_gpu_model_fused_select 100 env RESA_FUSED_SELECT_MIN_BLOCKS=0 build-gpu/tests/test_gpu_model
+[ "$run" = s12exp ] || step test_gpu_model_fused_select 100 env RESA_FUSED_SELECT_MIN_BLOCKS=0 build-gpu/tests/test_gpu_model
 grep -hE "^FAIL|^Totals" "$out/test_gpu_kernels.txt" "$out/test_gpu_model.txt" \
   "$out/test_gpu_model_fused_select.txt" | head -20
 case "$run" in
@@ -134,6 +134,19 @@ case "$run" in
     step e2e_1p5b 80 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
       --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
       --json "$out/e2e_1p5b.json" ;;
+  s12exp)  # session 12: where the fused selections' time goes (timings only, the kernel tests)
+    for v in "" "RESA_SORTED_EXP=16"; do
+      n=$(echo "x $v" | tr ' =' '__')
+      step ops$n 60 env $v $bench --op attention --contexts 16384,65536,262144 --repeats 50 \
+        --json "$out/ops$n.json"
+    done
+    grep -h "^trace" "$out"/ops*.txt | head -20
+    for v in sorted fused; do
+      case $v in sorted) e=();; fused) e=(RESA_TOPK_KERNEL=fused);; esac
+      step e2e_8b_$v 90 env "${e[@]}" RESA_FUSED_SELECT_MIN_BLOCKS=0 $bench --random-weights llama-3.1-8b \
+        --device cuda --contexts 32768,262144 --modes sparse,resa --repeats 128 --prefill-tokens 0 \
+        --json "$out/e2e_8b_$v.json"
+    done ;;
   check)  # after a refactor: the gpu tests above, and a short timing to compare with s10
     step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
     step e2e_8b 80 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
