@@ -770,7 +770,6 @@ TopkKernel topk_choice(const KvLayerDev& kv, const SelectionDev& sel, TopkKernel
     const char* e = std::getenv("RESA_TOPK_KERNEL");
     if (e && std::strcmp(e, "loop") == 0) return TopkKernel::kLoop;
     if (e && std::strcmp(e, "registers") == 0) return TopkKernel::kRegisters;
-    if (e && std::strcmp(e, "fused") == 0) return TopkKernel::kFused;
     return TopkKernel::kAuto;
   }();
   const bool fits = topk::registers_fit(kv.cap_blocks);
@@ -794,9 +793,7 @@ TopkKernel topk_choice(const KvLayerDev& kv, const SelectionDev& sel, TopkKernel
   if (forced == TopkKernel::kRegisters || !fused_auto || !sel.work ||
       topk::fused_ctas(kv, sm_count) < 1)
     return TopkKernel::kRegisters;
-  if (forced == TopkKernel::kFused || topk::sorted_ctas(kv, sm_count) < 1)
-    return TopkKernel::kFused;
-  return TopkKernel::kSorted;
+  return TopkKernel::kFused;
 }
 
 }  // namespace

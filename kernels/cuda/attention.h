@@ -133,18 +133,19 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
 //               65536 blocks per head where the device has the SMs (a CTA holds at most 4096
 //               blocks); needs sel.work.
 //   kSorted:    the same grid and shares as kFused, one barrier in all: each CTA sorts its
-//               share's keys and publishes the sorted run (sel.work); after the head's barrier
-//               every CTA reads all the head's runs into shared memory, finds the k-th largest key
-//               with binary searches in them (6 bits per round) and writes its own picks at their
-//               final slots. Where kFused applies and the runs fit in shared memory (about 40,000
-//               blocks per head).
+//               share's keys (bitonic) and publishes the sorted run (sel.work); after the head's
+//               barrier every CTA reads all the head's runs into shared memory, finds the k-th
+//               largest key with binary searches in them (8 bits per round) and writes its own
+//               picks at their final slots. Where kFused applies and the runs fit in shared
+//               memory. Asked for only: on an H200 it lost to kFused at 16,384 blocks per head
+//               (41.4 against 37.1 us) and to kRegisters at 4,096 and fewer
+//               (docs/benchmarks/h200-s12-ab.json).
 //   kRegisters: one CTA per KV head with the scores in registers (a radix select, then an ordered
 //               compaction), same reach; select_blocks runs the scores kernel before it.
 //   kLoop:      the CTA re-reads the scores from memory on every radix pass (the reference).
-//   kAuto:      select_blocks: kSorted where it applies, else kFused, else kRegisters where it
-//               applies, else kLoop; top_blocks: kRegisters, else kLoop. RESA_TOPK_KERNEL=
-//               registers, =loop or =fused in the environment (read once per process) forces that
-//               kernel where it applies.
+//   kAuto:      select_blocks: kFused where it applies, else kRegisters where it applies, else
+//               kLoop; top_blocks: kRegisters, else kLoop. RESA_TOPK_KERNEL=registers or =loop in
+//               the environment (read once per process) forces that kernel where it applies.
 // A kernel asked for where it does not apply fails with cudaErrorInvalidValue.
 enum class TopkKernel { kAuto, kRegisters, kLoop, kFused, kSorted };
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "kernels/cuda/common.cuh"
@@ -256,7 +257,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 // The fused selection's workspace per KV head (kSelectWorkPerHead words): 4 x 256 digit counts
 // (one histogram per radix pass) and the barrier's arrival count, zero between calls; then the
 // barrier's generation, then one word per CTA (its packed counts for the compaction); the last
-// word is kSorted's barrier (select_sorted_kernel).
+// word is the flip barrier of both fused kernels (head_sync_flip).
 constexpr int kHistWords = 4 * kBins;
 constexpr int kSortedBarWord = kSelectWorkPerHead - 1;
 constexpr int kMaxCoopCtas = kSelectWorkPerHead - kHistWords - 3;
@@ -287,23 +288,52 @@ __device__ __forceinline__ void head_sync(uint32_t* bar, int n) {
   __syncthreads();
 }
 
+// A barrier of the n CTAs of one KV head that needs no reset: each call flips the top bit of
+// the word (CTA 0 adds 2^31 - (n - 1), the others 1, so the low bits come back to where they
+// were, whatever n is), and a CTA waits until the top bit differs from the one its own add saw.
+// Writes before it are visible after it; a CTA that waits past about a second traps.
+__device__ __forceinline__ uint32_t ld_acquire(const uint32_t* p) {
+  uint32_t v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void head_sync_flip(uint32_t* word, int n, bool first) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    const uint32_t old = atomicAdd(word, first ? 0x80000000u - uint32_t(n - 1) : 1u);
+    for (uint32_t spins = 0; ((old ^ ld_acquire(word)) & 0x80000000u) == 0u;)
+      if (++spins == (1u << 22)) __trap();
+    __threadfence();
+  }
+  __syncthreads();
+}
+
 // The fused selection's exchange (select_and_write): digit counts summed in the head's
-// histograms, compaction counts published per CTA.
+// histograms, compaction counts published per CTA. Its barriers: head_sync_flip on flip_word, or
+// with gen false head_sync on bar (RESA_COOP_BARRIER=gen, read once per process).
 struct Coop {
-  uint32_t *hist, *bar, *cnt;
+  uint32_t *hist, *bar, *cnt, *flip_word;
   int ctas, cta;
+  bool flip;
+  __device__ void sync() const {
+    if (flip)
+      head_sync_flip(flip_word, ctas, cta == 0);
+    else
+      head_sync(bar, ctas);
+  }
   template <int KPT>
   __device__ void totals(Smem<KPT>& sm, int pass) const {
     const int tid = threadIdx.x;
     uint32_t* const hp = hist + pass * kBins;
     if (tid < kBins && sm.tot[tid]) atomicAdd(hp + tid, uint32_t(sm.tot[tid]));
-    head_sync(bar, ctas);
+    sync();
     if (tid < kBins) sm.tot[tid] = int(__ldcg(hp + tid));
     __syncthreads();
   }
   __device__ uint32_t before(uint32_t mine) const {
     if (threadIdx.x == 0) cnt[cta] = mine;
-    head_sync(bar, ctas);
+    sync();
     uint32_t v = 0;
     for (int i = int(threadIdx.x & 31); i < cta; i += 32) v += __ldcg(cnt + i);
     return __reduce_add_sync(kFull, v);
@@ -321,7 +351,7 @@ struct Coop {
 template <int D, int KPT>
 __global__ void __launch_bounds__(kThreads, 1)
     select_coop_kernel(KvLayerDev kv, const float* __restrict__ q, int group, float scale,
-                       SelectParams p, const PassState* st, SelectionDev sel) {
+                       SelectParams p, const PassState* st, SelectionDev sel, bool flip) {
   __shared__ Smem<KPT> sm;
   __shared__ float qs[D];
   const int h = blockIdx.y, c = blockIdx.x, ctas = gridDim.x, tid = threadIdx.x;
@@ -330,7 +360,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int first = min(nb, c * per), count = min(nb, first + per) - first;
   float* const scores = sel.scores + size_t(h) * kv.cap_blocks;
   uint32_t* const wk = sel.work + size_t(h) * kSelectWorkPerHead;
-  const Coop ex{wk, wk + kHistWords, wk + kHistWords + 2, ctas, c};
+  const Coop ex{wk, wk + kHistWords, wk + kHistWords + 2, wk + kSortedBarWord, ctas, c, flip};
   if (q) {
     scores::group_query<D>(q, h, group, scale, qs);
     scores::for_each_score<D, 4>(kv, qs, h, first, first + count, tid >> 5, kWarps,
@@ -354,27 +384,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 // ------------------------------------------------------------------ kSorted: sorted runs
 //
-// A barrier of the n CTAs of one KV head that needs no reset: each call flips the top bit of
-// the word (CTA 0 adds 2^31 - (n - 1), the others 1, so the low bits come back to where they
-// were, whatever n is), and a CTA waits until the top bit differs from the one its own add saw.
-// Writes before it are visible after it; a CTA that waits past about a second traps.
-__device__ __forceinline__ uint32_t ld_acquire(const uint32_t* p) {
-  uint32_t v;
-  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-__device__ __forceinline__ void head_sync_flip(uint32_t* word, int n, bool first) {
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    __threadfence();
-    const uint32_t old = atomicAdd(word, first ? 0x80000000u - uint32_t(n - 1) : 1u);
-    for (uint32_t spins = 0; ((old ^ ld_acquire(word)) & 0x80000000u) == 0u;)
-      if (++spins == (1u << 22)) __trap();
-    __threadfence();
-  }
-  __syncthreads();
-}
-
 // Sorts the CTA's KPT * 1024 keys, largest first (bitonic, every stage unrolled): element
 // e = j * 1024 + t is key[j] of thread t, before and after. Partners within a warp are exchanged
 // by shuffles, the others through xs (2 * KPT * 1024 words of shared memory, used in turns so
@@ -434,13 +443,6 @@ __host__ __device__ constexpr size_t sorted_smem_bytes(int cap_blocks, int ctas)
          size_t(ctas) * (kSearchCands + 2) * 4;
 }
 
-__device__ unsigned g_sorted_trace_calls;
-__device__ __forceinline__ unsigned long long gtimer() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
-  return t;
-}
-
 // The sorted-runs selection (TopkKernel::kSorted): the grid and shares of select_coop_kernel.
 // 1. Scores of its blocks (as select_coop_kernel; with q null read from sel.scores), kept as keys
 //    (order_key) in block order in shared memory.
@@ -457,7 +459,7 @@ __device__ __forceinline__ unsigned long long gtimer() {
 template <int D, int KPT>
 __global__ void __launch_bounds__(kThreads, 1)
     select_sorted_kernel(KvLayerDev kv, const float* __restrict__ q, int group, float scale,
-                         SelectParams p, const PassState* st, SelectionDev sel, int exp) {
+                         SelectParams p, const PassState* st, SelectionDev sel) {
   extern __shared__ __align__(16) unsigned char dyn[];
   __shared__ float qs[D];
   __shared__ int cnt[kSearchCands];
@@ -477,10 +479,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint32_t* const bar = sel.work + size_t(h) * kSelectWorkPerHead + kSortedBarWord;
   uint32_t* const sorted = sel.work + size_t(kv.kv_heads) * kSelectWorkPerHead +
                            size_t(h) * select_sorted_stride(kv.cap_blocks);
-  const bool trace = exp & 16;
-  unsigned long long tt[8] = {};
-  unsigned tcall = 0;
-  if (trace && tid == 0) tcall = *(volatile unsigned*)&g_sorted_trace_calls, tt[0] = gtimer();
   if (q) {
     scores::group_query<D>(q, h, group, scale, qs);
     scores::for_each_score<D, 4>(kv, qs, h, first, first + count, tid >> 5, kWarps,
@@ -492,8 +490,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int i = tid; i < count; i += kThreads)
       own[i] = order_key(__ldcg(scores + first + i), forced_block(first + i, nb, p));
   }
-  if (trace) __syncthreads();
-  if (trace && tid == 0) tt[1] = gtimer();
   const int k = selection_size(nb, p);
   if (c == 0 && tid == 0) sel.count[h] = k;
   if (k <= 0) return;  // the same in every CTA of the head: no barrier is left waiting
@@ -512,33 +508,22 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int i = j * kThreads + tid;
       key[j] = i < count ? own[i] : 0u;
     }
-    if (!(exp & 1)) bitonic_sort_desc<KPT>(key, runs);
-    if (trace) __syncthreads();
-    if (trace && tid == 0) tt[2] = gtimer();
+    bitonic_sort_desc<KPT>(key, runs);
 #pragma unroll
     for (int j = 0; j < KPT; ++j) {
       const int i = j * kThreads + tid;
       if (i < count) sorted[first + i] = key[j];
     }
   }
-  if (trace) __syncthreads();
-  if (trace && tid == 0) tt[3] = gtimer();
-  if (!(exp & 2))
-    head_sync_flip(bar, ctas, c == 0);
-  else
-    __syncthreads();
-    // 3. the k-th largest key
+  head_sync_flip(bar, ctas, c == 0);
+  // 3. the k-th largest key
 #pragma unroll 4
   for (int i = tid; i < nb; i += kThreads) runs[i] = __ldcg(sorted + i);
-  if (trace && tid == 0) tt[4] = gtimer();
   for (int l = tid; l < ctas; l += kThreads) lo[l] = 0, hi[l] = max(0, min(per, nb - l * per));
-  if (trace) __syncthreads();
-  if (trace && tid == 0) tt[5] = gtimer();
   uint32_t prefix = 0u;
   int shift = 32 - kSearchBits;
-  if (exp & 4) shift = 0;
 #pragma unroll 1
-  for (; !(exp & 4);) {
+  for (;;) {
     if (tid < kSearchCands) cnt[tid] = 0;
     __syncthreads();
     // Pair pr = l * 256 + x: run l, digit x (a thread's pairs share x, as 1024 % 256 == 0).
@@ -574,7 +559,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (done) break;
     shift -= kSearchBits;
   }
-  if (trace && tid == 0) tt[6] = gtimer();
   // 4. this CTA's share of the bucket and its first slot
   if (tid < 32) {
     int above_all = 0, above_before = 0, at_before = 0;
@@ -612,17 +596,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     if (j + 1 < KPT) __syncthreads();
   }
-  if (trace) __syncthreads();
-  if (trace && tid == 0) {
-    tt[7] = gtimer();
-    if (h == 0 && tcall == 200)
-      printf(
-          "trace nb=%d q=%d c=%d t0=%llu score=%llu sort=%llu publish=%llu barrier=%llu load=%llu "
-          "search=%llu end=%llu\n",
-          nb, q != nullptr, c, tt[0], tt[1] - tt[0], tt[2] - tt[1], tt[3] - tt[2], tt[4] - tt[3],
-          tt[5] - tt[4], tt[6] - tt[5], tt[7] - tt[6]);
-    if (h == 0 && c == 0) atomicAdd(&g_sorted_trace_calls, 1u);
-  }
 }
 
 // f(std::integral_constant<int, KPT>) for the fewest keys per thread that cover cap_blocks (nb
@@ -655,9 +628,13 @@ cudaError_t launch_coop(const KvLayerDev& kv, const float* q, int group, float s
   attr[0].id = cudaLaunchAttributeCooperative;
   attr[0].val.cooperative = 1;
   cfg.attrs = attr;
-  static const bool coop = !getenv("RESA_COOP_LAUNCH") || atoi(getenv("RESA_COOP_LAUNCH"));
-  cfg.numAttrs = coop ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, select_coop_kernel<D, KPT>, kv, q, group, scale, p, st, sel);
+  cfg.numAttrs = 1;
+  static const bool flip = [] {
+    const char* e = std::getenv("RESA_COOP_BARRIER");
+    return !(e && std::strcmp(e, "gen") == 0);
+  }();
+  return cudaLaunchKernelEx(&cfg, select_coop_kernel<D, KPT>, kv, q, group, scale, p, st, sel,
+                            flip);
 }
 
 // Resident CTAs per SM of the kernel (the largest instance), asked once per process.
@@ -774,11 +751,8 @@ cudaError_t launch_sorted(const KvLayerDev& kv, const float* q, int group, float
   a[0].id = cudaLaunchAttributeCooperative;
   a[0].val.cooperative = 1;
   cfg.attrs = a;
-  static const bool coop = !getenv("RESA_COOP_LAUNCH") || atoi(getenv("RESA_COOP_LAUNCH"));
-  static const int exp = getenv("RESA_SORTED_EXP") ? atoi(getenv("RESA_SORTED_EXP")) : 0;
-  cfg.numAttrs = coop ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, select_sorted_kernel<D, KPT>, kv, q, group, scale, p, st, sel,
-                            exp);
+  cfg.numAttrs = 1;
+  return cudaLaunchKernelEx(&cfg, select_sorted_kernel<D, KPT>, kv, q, group, scale, p, st, sel);
 }
 
 }  // namespace

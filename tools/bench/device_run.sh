@@ -6,7 +6,8 @@
 # Usage on the GPU host, from the project root: tools/bench/device_run.sh RUN OUT_DIR
 #   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json), s11
 #   (h200-s11.json), s11ab (that session's A/B calls), s12ab (the sorted-runs selection against
-#   the others) or check (tests and a short timing after a refactor). h200-sparse-ab.json came
+#   the others), s12 (h200-s12.json) or check (tests and a short timing after a refactor).
+#   h200-sparse-ab.json came
 #   from tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of kernels since removed).
 set -uo pipefail
 run="${1:?RUN}" out="${2:?OUT_DIR}"
@@ -29,10 +30,10 @@ step() {  # step NAME SECONDS COMMAND...
 }
 bench=build-gpu/app/resa-bench
 step test_gpu_kernels 220 build-gpu/tests/test_gpu_kernels
-[ "$run" = s12exp ] || step test_gpu_model 100 build-gpu/tests/test_gpu_model
+step test_gpu_model 100 build-gpu/tests/test_gpu_model
 # The model tests again with the fused selection at every context (the engine picks it only from
 # about 11,000 blocks on, past the tests' contexts).
-[ "$run" = s12exp ] || step test_gpu_model_fused_select 100 env RESA_FUSED_SELECT_MIN_BLOCKS=0 build-gpu/tests/test_gpu_model
+step test_gpu_model_fused_select 100 env RESA_FUSED_SELECT_MIN_BLOCKS=0 build-gpu/tests/test_gpu_model
 grep -hE "^FAIL|^Totals" "$out/test_gpu_kernels.txt" "$out/test_gpu_model.txt" \
   "$out/test_gpu_model_fused_select.txt" | head -20
 case "$run" in
@@ -114,7 +115,7 @@ case "$run" in
     step e2e_1p5b 80 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
       --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
       --json "$out/e2e_1p5b.json" ;;
-  s12ab)  # session 12: the sorted-runs selection (kSorted, the default) against kFused and
+  s12ab)  # session 12: the sorted-runs selection (kSorted, then the default) against kFused and
     # kRegisters, kernels and end to end
     if grep -qE "^FAIL.*(topk|selection)_matches_cpu" "$out/test_gpu_kernels.txt"; then
       export RESA_TOPK_KERNEL=registers; echo "a top-k kernel failed its test: registers used" | tee -a "$out/summary.txt"
@@ -134,23 +135,23 @@ case "$run" in
     step e2e_1p5b 80 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
       --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
       --json "$out/e2e_1p5b.json" ;;
-  s12exp)  # session 12: where the fused selections' time goes (timings only, the kernel tests)
-    for v in "" "RESA_SORTED_EXP=16"; do
-      n=$(echo "x $v" | tr ' =' '__')
-      step ops$n 60 env $v $bench --op attention --contexts 16384,65536,262144 --repeats 50 \
-        --json "$out/ops$n.json"
-    done
-    grep -h "^trace" "$out"/ops*.txt | head -20
-    for v in sorted fused; do
-      case $v in sorted) e=();; fused) e=(RESA_TOPK_KERNEL=fused);; esac
-      step e2e_8b_$v 90 env "${e[@]}" RESA_FUSED_SELECT_MIN_BLOCKS=0 $bench --random-weights llama-3.1-8b \
-        --device cuda --contexts 32768,262144 --modes sparse,resa --repeats 128 --prefill-tokens 0 \
-        --json "$out/e2e_8b_$v.json"
-    done ;;
+  s12)  # session 12's check of its final tree: the kernels side by side (the fused selection's
+    # barrier against the previous one, RESA_COOP_BARRIER=gen) and end to end (h200-s12.json)
+    step ops 90 $bench --op attention --contexts 32768,131072,262144 --repeats 50 --json "$out/ops.json"
+    step ops_gen 90 env RESA_COOP_BARRIER=gen $bench --op attention --contexts 32768,131072,262144 \
+      --repeats 50 --json "$out/ops_gen.json"
+    step ops_2kv 40 $bench --op attention --contexts 32768,262144 --op-heads 12/2/128 --repeats 50 \
+      --json "$out/ops_2kv.json"
+    step e2e_8b 120 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
+      --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json"
+    step e2e_8b_gen 60 env RESA_COOP_BARRIER=gen $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 262144 --modes sparse,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b_gen.json"
+    step e2e_1p5b 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda --contexts 262144 \
+      --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_1p5b.json" ;;
   check)  # after a refactor: the gpu tests above, and a short timing to compare with s10
     step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
     step e2e_8b 80 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
       --modes dense,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json" ;;
-  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, check)" >&2; exit 2 ;;
+  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, s12, check)" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"
