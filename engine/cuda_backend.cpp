@@ -524,10 +524,10 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   // Whether this pass's selection takes the fused kernel (cuda::TopkKernel::kFused): from about
   // 11,000 blocks of context on. On an H200 it selected 16,384 blocks per KV head (8 heads) in
-  // 37.5 us against 42.2 for the scores kernel and the register top-k, but 8,192 in 29.4
-  // against 26.8 and 2,048 in 22.8 against 14.8: its barriers cost more than the one-SM top-k
-  // below that (docs/benchmarks/h200-s11.json). RESA_FUSED_SELECT_MIN_BLOCKS overrides it
-  // (read once per process; 0: always).
+  // 35.1 us against 42.0 for the scores kernel and the register top-k, 8,192 in 26.9 against
+  // 26.8, and 2,048 in 19.7 against 14.5: below that its barriers cost more than the one-SM top-k
+  // (docs/benchmarks/h200-s12.json). RESA_FUSED_SELECT_MIN_BLOCKS overrides it (read once per
+  // process; 0: always).
   bool fused_select() const {
     static const int min_blocks = [] {
       const char* e = std::getenv("RESA_FUSED_SELECT_MIN_BLOCKS");
