@@ -8,13 +8,16 @@
 #include <QDialogButtonBox>
 #include <QDragEnterEvent>
 #include <QDropEvent>
+#include <QElapsedTimer>
 #include <QFile>
 #include <QImage>
 #include <QMimeData>
 #include <QPainter>
 #include <QPdfWriter>
+#include <QPlainTextEdit>
 #include <QPushButton>
 #include <QRadioButton>
+#include <QScrollBar>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTest>
@@ -135,6 +138,64 @@ class GuiDocumentsTest : public QObject {
   void initTestCase() { resa::test::GuiApp::prepareApplication(); }
 
   void cleanup() { app_.close(); }
+
+  // A 1 MB document with a heat span on each of its 15,625 KV blocks of 64 characters, its text
+  // laid out: the overlay holds the spans around the visible text (adjacent ones of one colour
+  // merged) and follows the scroll, and showing the caption no longer relays the text out. One
+  // selection per span took 4.1-6.0 s here (3 runs); this takes about 60 ms.
+  void heat_map_of_a_long_document_overlays_the_text_on_screen() {
+    ui::DocumentPanel panel;
+    panel.resize(420, 700);
+    panel.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&panel));
+    QString text;
+    while (text.size() < 1'000'000)
+      text +=
+          QStringLiteral("Long documents make decoding slow; ReSA reads the blocks that matter.\n");
+    text.truncate(1'000'000);
+    app::DocumentRecord d;
+    d.name = QStringLiteral("long.txt");
+    d.text = text;
+    d.tokenCount = 250'000;
+    panel.setDocuments({d}, false);
+    QCoreApplication::processEvents();  // the text's layout: not part of showing the heat map
+    QList<app::HeatSpan> spans;
+    constexpr int kChars = 64;
+    for (int b = 0; b * kChars < text.size(); ++b)
+      spans.append(app::HeatSpan{QStringLiteral("document"), 0, b * kChars,
+                                 int(std::min<qsizetype>((b + 1) * kChars, text.size())),
+                                 double((b * 7919) % 97 + 1)});
+    QCOMPARE(spans.size(), 15'625);
+    const int hot = 9'000;  // the hottest block: the viewer scrolls to it
+    spans[hot].hits = 200;
+    auto covered = [&](int pos) {
+      for (const QTextEdit::ExtraSelection& e : panel.viewer()->extraSelections())
+        if (e.cursor.selectionStart() <= pos && pos < e.cursor.selectionEnd()) return true;
+      return false;
+    };
+    QElapsedTimer t;
+    t.start();
+    panel.setHeat(spans, 200, QStringLiteral("ReSA read these passages"));
+    QCoreApplication::processEvents();
+    const qint64 ms = t.elapsed();
+    QVERIFY2(ms < 250, qPrintable(QStringLiteral("heat map shown in %1 ms").arg(ms)));
+    QCOMPARE(panel.heatSpanCount(), spans.size());
+    const int n = panel.overlaySelectionCount();
+    QVERIFY2(n > 0 && n < spans.size() / 20, qPrintable(QStringLiteral("%1 selections").arg(n)));
+    QVERIFY(covered(spans[hot].charStart));
+    QVERIFY(!covered(spans.first().charStart));  // far from the screen: not laid out
+    QScrollBar* bar = panel.viewer()->verticalScrollBar();
+    bar->setValue(bar->maximum());
+    QCoreApplication::processEvents();
+    QVERIFY(covered(spans.last().charStart));
+    QVERIFY(!covered(spans[hot].charStart));
+    bar->setValue(0);
+    QCoreApplication::processEvents();
+    QVERIFY(covered(spans.first().charStart));
+    // Clearing the heat map removes the overlay.
+    panel.clearHeat();
+    QCOMPARE(panel.overlaySelectionCount(), 0);
+  }
 
   void attached_pdf_is_listed_with_its_exact_token_count_and_text() {
     openWindow();

@@ -282,6 +282,37 @@ class TestWorker : public QObject {
     }
   }
 
+  // Heat spans map KV blocks (byte ranges of the rendered text) to QString positions: every
+  // character width, positions inside a character, and one pass for a long document (the
+  // worker used to decode each span's prefix: about 5 s for a 1 MB document's 15,625 spans).
+  void heat_span_offsets_are_utf16_positions_in_one_pass() {
+    const QByteArray text = QString::fromUtf8(
+                                "a\xc3\xa9"
+                                "b\xe2\x82\xac"
+                                "c\xf0\x9f\x98\x80"
+                                "d")
+                                .toUtf8();
+    const std::vector<int> off = utf16Offsets(text);
+    QCOMPARE(off.size(), size_t(text.size()) + 1);
+    const std::vector<int> starts{0, 1, 3, 4, 7, 8, 12, 13};  // the characters' first bytes
+    for (int i : starts) QCOMPARE(off[size_t(i)], int(QString::fromUtf8(text.left(i)).size()));
+    QCOMPARE(off.back(), int(QString::fromUtf8(text).size()));
+    QCOMPARE(off[2], 2);  // inside é: past it
+    QCOMPARE(off[5], 4);  // inside €
+    QCOMPARE(off[6], 4);
+    QCOMPARE(off[9], 7);  // inside the emoji: past its surrogate pair
+    QCOMPARE(off[11], 7);
+    QByteArray big;
+    while (big.size() < 4'000'000)
+      big += "Long documents make decoding slow; caf\xc3\xa9 \xe2\x82\xac 1. ";
+    QElapsedTimer t;
+    t.start();
+    const std::vector<int> bigOff = utf16Offsets(big);
+    const qint64 ms = t.elapsed();
+    QCOMPARE(bigOff.back(), int(QString::fromUtf8(big).size()));
+    QVERIFY2(ms < 500, qPrintable(QStringLiteral("%1 ms for 4 MB").arg(ms)));
+  }
+
   void continuing_a_chat_prefills_only_the_new_turn() {
     const QList<DocumentText> docs{{"story.txt", kStory.repeated(3)}};
     const GenerationSettings s = settings(resa::DecodeMode::kDense, 6);

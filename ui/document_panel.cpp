@@ -19,6 +19,7 @@ namespace resa::ui {
 void HeatLegend::paintEvent(QPaintEvent*) {
   QPainter p(this);
   p.setRenderHint(QPainter::Antialiasing);
+  if (!isEnabled()) p.setOpacity(0.45);  // no heat map yet: the colours it will use
   const QRectF r = QRectF(rect()).adjusted(0.5, 2.5, -0.5, -2.5);
   QLinearGradient g(r.topLeft(), r.topRight());
   for (int i = 0; i <= 10; ++i) {
@@ -94,6 +95,12 @@ DocumentPanel::DocumentPanel(QWidget* parent) : QWidget(parent) {
   empty_->setObjectName(QStringLiteral("StatsFooter"));
   l->addWidget(empty_, 1);
   connect(picker_, &QComboBox::currentIndexChanged, this, &DocumentPanel::showDocument);
+  // The heat overlay covers the text around what is on screen (overlayVisible): scrolling or a
+  // relayout (a resize) moves it along.
+  connect(viewer_->verticalScrollBar(), &QScrollBar::valueChanged, this,
+          &DocumentPanel::overlayVisible);
+  connect(viewer_->verticalScrollBar(), &QScrollBar::rangeChanged, this,
+          [this] { overlaidFrom_ = overlaidTo_ = -1, overlayVisible(); });
   setDocuments({}, false);
 }
 
@@ -112,8 +119,11 @@ void DocumentPanel::setDocuments(const QList<app::DocumentRecord>& docs, bool es
   picker_->setVisible(any);
   viewer_->setVisible(any);
   empty_->setVisible(!any);
-  legendRow_->setVisible(false);
-  caption_->setVisible(false);
+  // The caption and the legend keep their place while a document is shown: showing them with
+  // the first heat map resized the viewer, and relaying out a 1 MB text took 180 ms.
+  legendRow_->setVisible(any);
+  caption_->setVisible(any);
+  showHeatCaption(QString());
   current_ = -1;
   if (any) showDocument(0);
 }
@@ -136,9 +146,7 @@ void DocumentPanel::setHeat(const QList<app::HeatSpan>& spans, double maxHits,
   for (const auto& s : spans)
     if (s.kind == QLatin1String("document")) heat_.append(s);
   maxHits_ = maxHits;
-  caption_->setText(caption);
-  caption_->setVisible(!caption.isEmpty());
-  legendRow_->setVisible(!heat_.isEmpty());
+  showHeatCaption(caption);
   // Show the document the answer read most.
   int best = current_;
   double bestHits = -1;
@@ -158,13 +166,19 @@ void DocumentPanel::setHeat(const QList<app::HeatSpan>& spans, double maxHits,
 
 void DocumentPanel::clearHeat() {
   heat_.clear();
-  legendRow_->setVisible(false);
-  caption_->setVisible(false);
+  showHeatCaption(QString());
   applyHeat();
 }
 
+void DocumentPanel::showHeatCaption(const QString& caption) {
+  caption_->setText(!heat_.isEmpty() ? caption
+                                     : tr("After an answer in Sparse or ReSA mode, the passages it "
+                                          "read light up here."));
+  legend_->setEnabled(!heat_.isEmpty());
+}
+
 void DocumentPanel::applyHeat() {
-  QList<QTextEdit::ExtraSelection> sel;
+  shown_.clear();
   QTextDocument* doc = viewer_->document();
   const int n = doc->characterCount() - 1;
   int hottest = -1;
@@ -173,24 +187,67 @@ void DocumentPanel::applyHeat() {
     if (s.index != current_ || maxHits_ <= 0) continue;
     const int a = std::clamp(s.charStart, 0, n), b = std::clamp(s.charEnd, a, n);
     if (a == b) continue;
-    QTextEdit::ExtraSelection e;
-    e.cursor = QTextCursor(doc);
-    e.cursor.setPosition(a);
-    e.cursor.setPosition(b, QTextCursor::KeepAnchor);
-    e.format.setBackground(heatColor(s.hits / maxHits_));
-    sel.append(e);
+    shown_.append(Shown{a, b, s.hits / maxHits_});
     if (s.hits > hottestHits) {
       hottestHits = s.hits;
       hottest = a;
     }
   }
-  viewer_->setExtraSelections(sel);
+  std::sort(shown_.begin(), shown_.end(),
+            [](const Shown& x, const Shown& y) { return x.start < y.start; });
+  shownEnd_.resize(shown_.size());
+  int reach = 0;  // the furthest end so far: spans may overlap
+  for (qsizetype i = 0; i < shown_.size(); ++i)
+    shownEnd_[i] = reach = std::max(reach, shown_[i].end);
+  overlaidFrom_ = overlaidTo_ = -1;
   if (hottest >= 0) {
     QTextCursor c(doc);
     c.setPosition(hottest);
     viewer_->setTextCursor(c);
     viewer_->centerCursor();
   }
+  overlayVisible();
+}
+
+int DocumentPanel::overlaySelectionCount() const { return int(viewer_->extraSelections().size()); }
+
+void DocumentPanel::overlayVisible() {
+  if (shown_.isEmpty()) {
+    if (!viewer_->extraSelections().isEmpty()) viewer_->setExtraSelections({});
+    overlaidFrom_ = overlaidTo_ = -1;
+    return;
+  }
+  // The characters on screen, and as many again on either side: scrolling a little needs no
+  // new overlay, and a document's thousands of spans are never all laid out at once.
+  const QRect r = viewer_->viewport()->rect();
+  const int first = viewer_->cursorForPosition(r.topLeft()).position();
+  const int last = viewer_->cursorForPosition(r.bottomRight()).position();
+  if (overlaidFrom_ >= 0 && first >= overlaidFrom_ && last <= overlaidTo_) return;
+  const int margin = std::max(2000, last - first);
+  const int from = std::max(0, first - margin), to = last + margin;
+  // First span that reaches past `from` (shownEnd_ does not fall), up to the first past `to`.
+  const qsizetype i0 =
+      std::upper_bound(shownEnd_.cbegin(), shownEnd_.cend(), from) - shownEnd_.cbegin();
+  QList<QTextEdit::ExtraSelection> sel;
+  QTextDocument* doc = viewer_->document();
+  for (qsizetype i = i0; i < shown_.size() && shown_[i].start < to; ++i) {
+    const QColor color = heatColor(shown_[i].heat);
+    const int start = shown_[i].start;
+    int end = shown_[i].end;
+    // Adjacent spans of one colour are one selection.
+    while (i + 1 < shown_.size() && shown_[i + 1].start == end && shown_[i + 1].start < to &&
+           heatColor(shown_[i + 1].heat) == color)
+      end = shown_[++i].end;
+    QTextEdit::ExtraSelection e;
+    e.cursor = QTextCursor(doc);
+    e.cursor.setPosition(start);
+    e.cursor.setPosition(end, QTextCursor::KeepAnchor);
+    e.format.setBackground(color);
+    sel.append(e);
+  }
+  viewer_->setExtraSelections(sel);
+  overlaidFrom_ = from;
+  overlaidTo_ = to;
 }
 
 }  // namespace resa::ui

@@ -42,13 +42,29 @@ class DocumentPanel : public QWidget {
   // What the list shows for a document: its name and token count ("≈" while estimated).
   QString documentLabel(int index) const;
   int heatSpanCount() const { return int(heat_.size()); }
+  // The overlay's selections now: spans around the visible text, adjacent ones of one colour
+  // merged.
+  int overlaySelectionCount() const;
   QPlainTextEdit* viewer() const { return viewer_; }
 
  private:
   void applyHeat();
+  void overlayVisible();
+  // The caption above the text: the answer's, or (no heat map) what the colours will show.
+  void showHeatCaption(const QString& caption);
+
+  // The current document's heat spans, clamped to its text and ordered by start; shownEnd_[i]:
+  // the furthest end among spans 0..i.
+  struct Shown {
+    int start = 0, end = 0;
+    double heat = 0;  // hits / maxHits_
+  };
 
   QList<app::DocumentRecord> docs_;
   QList<app::HeatSpan> heat_;
+  QList<Shown> shown_;
+  QList<int> shownEnd_;
+  int overlaidFrom_ = -1, overlaidTo_ = -1;  // the character range the overlay covers
   double maxHits_ = 0;
   QComboBox* picker_;
   QLabel* caption_;

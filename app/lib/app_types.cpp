@@ -245,4 +245,23 @@ void registerAppMetaTypes() {
   });
 }
 
+std::vector<int> utf16Offsets(const QByteArray& utf8) {
+  std::vector<int> out(size_t(utf8.size()) + 1, 0);
+  int units = 0;
+  qsizetype i = 0;
+  while (i < utf8.size()) {
+    const auto lead = uchar(utf8[i]);
+    const qsizetype len = lead < 0x80    ? 1
+                          : lead >= 0xf0 ? 4
+                          : lead >= 0xe0 ? 3
+                          : lead >= 0xc0 ? 2
+                                         : 1;
+    units += len == 4 ? 2 : 1;  // 4-byte characters are surrogate pairs
+    for (qsizetype j = 1; j <= len && i + j <= utf8.size(); ++j) out[size_t(i + j)] = units;
+    out[size_t(i)] = units - (len == 4 ? 2 : 1);
+    i += len;
+  }
+  return out;
+}
+
 }  // namespace resa::app

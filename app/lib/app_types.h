@@ -5,6 +5,7 @@
 // through queued signals. AnswerStats and CompareResult also convert to JSON for the store.
 #pragma once
 
+#include <QByteArray>
 #include <QJsonObject>
 #include <QList>
 #include <QMetaType>
@@ -12,6 +13,7 @@
 #include <QVariantMap>
 
 #include <optional>
+#include <vector>
 
 #include "engine/resa.h"
 #include "engine/sampler.h"
@@ -170,6 +172,12 @@ struct HeatSpan {
   int charEnd = 0;
   double hits = 0;  // selections of the KV block holding the span (layers x heads x steps)
 };
+
+// offsets[i] = the UTF-16 index (QString position) of byte offset i of valid UTF-8 text, for i in
+// 0..size: the QString length of the text's first i bytes, where a byte inside a character counts
+// as past it. One pass, so that mapping many byte offsets of a long document stays linear (heat
+// spans: one per KV block of up to a million bytes).
+std::vector<int> utf16Offsets(const QByteArray& utf8);
 
 // Statistics of one finished answer; stored with the message as JSON (toJson / fromJson).
 struct AnswerStats {

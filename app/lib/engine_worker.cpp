@@ -767,9 +767,12 @@ QList<HeatSpan> EngineWorker::heatSpans(const std::vector<Segment>& segs,
     for (const Piece& p : s.pieces) {
       const QByteArray utf8 = QByteArray::fromStdString(
           s.rendered.substr(p.byteStart, p.byteEnd - std::min(p.byteEnd, p.byteStart)));
+      // Character offsets from one pass over the piece: decoding the prefix for every span was
+      // quadratic in the document's length.
+      const std::vector<int> chars = utf16Offsets(utf8);
       auto charAt = [&](size_t byte) {
         const size_t rel = std::clamp(byte, p.byteStart, p.byteEnd) - p.byteStart;
-        return int(QString::fromUtf8(utf8.left(qsizetype(rel))).size());
+        return chars[std::min(rel, chars.size() - 1)];
       };
       for (size_t b = firstBlock; b < lastBlock && b < size_t(hits.size()); ++b) {
         if (hits[qsizetype(b)] == 0) continue;
