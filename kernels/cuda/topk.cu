@@ -615,25 +615,36 @@ cudaError_t dispatch_kpt(int cap_blocks, F&& f) {
 
 namespace {
 
-// The fused selection's launch: cooperative (every CTA resident at once).
+// A cooperative launch (every CTA resident at once) of a (ctas, kv_heads) grid of kThreads-thread
+// CTAs: cudaLaunchKernelEx(&l.cfg, kernel, args...).
+struct CoopLaunch {
+  cudaLaunchConfig_t cfg{};
+  cudaLaunchAttribute attr[1]{};
+  CoopLaunch(int ctas, int kv_heads, size_t smem, cudaStream_t s) {
+    cfg.gridDim = dim3(ctas, kv_heads);
+    cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+  }
+  CoopLaunch(const CoopLaunch&) = delete;
+  CoopLaunch& operator=(const CoopLaunch&) = delete;
+};
+
+// The fused selection's launch.
 template <int D, int KPT>
 cudaError_t launch_coop(const KvLayerDev& kv, const float* q, int group, float scale,
                         const SelectParams& p, const PassState* st, const SelectionDev& sel,
                         int ctas, cudaStream_t s) {
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(ctas, kv.kv_heads);
-  cfg.blockDim = dim3(kThreads);
-  cfg.stream = s;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeCooperative;
-  attr[0].val.cooperative = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
+  const CoopLaunch l(ctas, kv.kv_heads, 0, s);
   static const bool flip = [] {
     const char* e = std::getenv("RESA_COOP_BARRIER");
     return !(e && std::strcmp(e, "gen") == 0);
   }();
-  return cudaLaunchKernelEx(&cfg, select_coop_kernel<D, KPT>, kv, q, group, scale, p, st, sel,
+  return cudaLaunchKernelEx(&l.cfg, select_coop_kernel<D, KPT>, kv, q, group, scale, p, st, sel,
                             flip);
 }
 
@@ -742,17 +753,8 @@ cudaError_t launch_sorted(const KvLayerDev& kv, const float* q, int group, float
                           int ctas, cudaStream_t s) {
   if (sorted_dyn_limit<D, KPT>() < sorted_smem_bytes<KPT>(kv.cap_blocks, ctas))
     return cudaErrorInvalidValue;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(ctas, kv.kv_heads);
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = sorted_smem_bytes<KPT>(kv.cap_blocks, ctas);
-  cfg.stream = s;
-  cudaLaunchAttribute a[1];
-  a[0].id = cudaLaunchAttributeCooperative;
-  a[0].val.cooperative = 1;
-  cfg.attrs = a;
-  cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, select_sorted_kernel<D, KPT>, kv, q, group, scale, p, st, sel);
+  const CoopLaunch l(ctas, kv.kv_heads, sorted_smem_bytes<KPT>(kv.cap_blocks, ctas), s);
+  return cudaLaunchKernelEx(&l.cfg, select_sorted_kernel<D, KPT>, kv, q, group, scale, p, st, sel);
 }
 
 }  // namespace

@@ -6,7 +6,8 @@
 # Usage on the GPU host, from the project root: tools/bench/device_run.sh RUN OUT_DIR
 #   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json), s11
 #   (h200-s11.json), s11ab (that session's A/B calls), s12ab (the sorted-runs selection against
-#   the others), s12 (h200-s12.json) or check (tests and a short timing after a refactor).
+#   the others), s12 (h200-s12.json), tests (the gpu tests alone) or check (tests and a short
+#   timing after a refactor).
 #   h200-sparse-ab.json came
 #   from tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of kernels since removed).
 set -uo pipefail
@@ -148,10 +149,11 @@ case "$run" in
       --contexts 262144 --modes sparse,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b_gen.json"
     step e2e_1p5b 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda --contexts 262144 \
       --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_1p5b.json" ;;
+  tests) ;;  # the gpu tests above alone
   check)  # after a refactor: the gpu tests above, and a short timing to compare with s10
     step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
     step e2e_8b 80 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
       --modes dense,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json" ;;
-  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, s12, check)" >&2; exit 2 ;;
+  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, s12, tests, check)" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"
