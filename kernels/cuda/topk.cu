@@ -259,7 +259,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 // barrier's generation, then one word per CTA (its packed counts for the compaction); the last
 // word is the flip barrier of both fused kernels (head_sync_flip).
 constexpr int kHistWords = 4 * kBins;
-constexpr int kSortedBarWord = kSelectWorkPerHead - 1;
+constexpr int kFlipBarWord = kSelectWorkPerHead - 1;
 constexpr int kMaxCoopCtas = kSelectWorkPerHead - kHistWords - 3;
 static_assert(kSelectWorkZeroed == kHistWords + 1 && kMaxCoopCtas >= 128, "select workspace");
 
@@ -360,7 +360,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int first = min(nb, c * per), count = min(nb, first + per) - first;
   float* const scores = sel.scores + size_t(h) * kv.cap_blocks;
   uint32_t* const wk = sel.work + size_t(h) * kSelectWorkPerHead;
-  const Coop ex{wk, wk + kHistWords, wk + kHistWords + 2, wk + kSortedBarWord, ctas, c, flip};
+  const Coop ex{wk, wk + kHistWords, wk + kHistWords + 2, wk + kFlipBarWord, ctas, c, flip};
   if (q) {
     scores::group_query<D>(q, h, group, scale, qs);
     scores::for_each_score<D, 4>(kv, qs, h, first, first + count, tid >> 5, kWarps,
@@ -471,12 +471,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int first = min(nb, c * per), count = min(nb, first + per) - first;
   uint32_t* const runs = reinterpret_cast<uint32_t*>(dyn);
   uint32_t* const own = reinterpret_cast<uint32_t*>(dyn + sorted_runs_bytes<KPT>(kv.cap_blocks));
-  int* const res = reinterpret_cast<int*>(own + KPT * kThreads);  // [ctas][64]
+  int* const res = reinterpret_cast<int*>(own + KPT * kThreads);  // [ctas][kSearchCands]
   int* const lo = res + ctas * kSearchCands;
   int* const hi = lo + ctas;
   float* const scores = sel.scores + size_t(h) * kv.cap_blocks;
   int* const out = sel.blocks + size_t(h) * kv.cap_blocks;
-  uint32_t* const bar = sel.work + size_t(h) * kSelectWorkPerHead + kSortedBarWord;
+  uint32_t* const bar = sel.work + size_t(h) * kSelectWorkPerHead + kFlipBarWord;
   uint32_t* const sorted = sel.work + size_t(kv.kv_heads) * kSelectWorkPerHead +
                            size_t(h) * select_sorted_stride(kv.cap_blocks);
   if (q) {
