@@ -5,6 +5,9 @@
 #include <QtTest>
 
 #include <QElapsedTimer>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QTemporaryDir>
 
 #include <atomic>
@@ -311,6 +314,48 @@ class TestWorker : public QObject {
     const qint64 ms = t.elapsed();
     QCOMPARE(bigOff.back(), int(QString::fromUtf8(big).size()));
     QVERIFY2(ms < 500, qPrintable(QStringLiteral("%1 ms for 4 MB").arg(ms)));
+  }
+
+  // An answer's heat spans survive its record: grouped by passage as numbers, a 1 MB document's
+  // 15,625 spans take a fraction of their size as objects; records written as objects still read.
+  void answer_heat_round_trips_compactly_and_old_records_still_read() {
+    AnswerStats a;
+    a.mode = QStringLiteral("resa");
+    QJsonArray legacy;
+    auto add = [&](const QString& kind, int index, int start, int end, double hits) {
+      a.heat.append(HeatSpan{kind, index, start, end, hits});
+      legacy.append(QJsonObject{
+          {"kind", kind}, {"index", index}, {"start", start}, {"end", end}, {"hits", hits}});
+    };
+    for (int b = 0; b < 15'625; ++b)
+      add(QStringLiteral("document"), 0, b * 64, b * 64 + 64, double(b % 97 + 1));
+    add(QStringLiteral("message"), 2, 0, 40, 3);
+    add(QStringLiteral("message"), 2, 40, 75, 1.5);
+    add(QStringLiteral("document"), 1, 10, 20, 7);
+    const QJsonObject j = a.toJson();
+    const AnswerStats b = AnswerStats::fromJson(j);
+    QCOMPARE(b.heat.size(), a.heat.size());
+    for (qsizetype i = 0; i < a.heat.size(); ++i) {
+      QCOMPARE(b.heat[i].kind, a.heat[i].kind);
+      QCOMPARE(b.heat[i].index, a.heat[i].index);
+      QCOMPARE(b.heat[i].charStart, a.heat[i].charStart);
+      QCOMPARE(b.heat[i].charEnd, a.heat[i].charEnd);
+      QCOMPARE(b.heat[i].hits, a.heat[i].hits);
+    }
+    QJsonObject old = j;
+    old.remove(QStringLiteral("heat_spans"));
+    old[QStringLiteral("heat")] = legacy;
+    const qsizetype compact = QJsonDocument(j).toJson(QJsonDocument::Compact).size();
+    const qsizetype objects = QJsonDocument(old).toJson(QJsonDocument::Compact).size();
+    qInfo("heat of 15,628 spans: %lld bytes of JSON, %lld as objects", qint64(compact),
+          qint64(objects));
+    QVERIFY2(compact * 3 < objects,
+             qPrintable(QStringLiteral("%1 against %2 bytes").arg(compact).arg(objects)));
+    const AnswerStats c = AnswerStats::fromJson(old);
+    QCOMPARE(c.heat.size(), a.heat.size());
+    QCOMPARE(c.heat.last().kind, QStringLiteral("document"));
+    QCOMPARE(c.heat.last().index, 1);
+    QCOMPARE(c.heat[15'626].hits, 1.5);
   }
 
   void continuing_a_chat_prefills_only_the_new_turn() {
