@@ -7,9 +7,8 @@
 #   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json), s11
 #   (h200-s11.json), s11ab (that session's A/B calls), s12ab (the sorted-runs selection against
 #   the others), s12 (h200-s12.json), tests (the gpu tests alone) or check (tests and a short
-#   timing after a refactor).
-#   h200-sparse-ab.json came
-#   from tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of kernels since removed).
+#   timing after a refactor). h200-sparse-ab.json came from tools/bench/device_run_sparse.sh of
+#   commit 7533ecd (an A/B of kernels since removed).
 set -uo pipefail
 run="${1:?RUN}" out="${2:?OUT_DIR}"
 mkdir -p "$out"
