@@ -95,6 +95,20 @@ class Backend {
     linear_group(x, n, {{&w_gate, nullptr, gate}, {&w_up, nullptr, up}});
     silu_mul(gate, up, int64_t(n) * w_gate.rows);
   }
+  // The block's norm and its first products: h = rmsnorm(x) ([n][w.cols]), then
+  // linear_group(h) / linear_silu_mul(h). A GPU backend normalizes inside the products at batch 1
+  // (one launch) and then leaves h unwritten: h is scratch.
+  virtual void norm_linear_group(const float* x, const WeightView& norm, float eps, int n, float* h,
+                                 std::initializer_list<LinearJob> jobs) {
+    rmsnorm(x, norm, n, eps, h);
+    linear_group(h, n, jobs);
+  }
+  virtual void norm_linear_silu_mul(const float* x, const WeightView& norm, float eps, int n,
+                                    float* h, const WeightView& w_gate, const WeightView& w_up,
+                                    float* gate, float* up) {
+    rmsnorm(x, norm, n, eps, h);
+    linear_silu_mul(h, n, w_gate, w_up, gate, up);
+  }
   // Rotary embedding at the pass's positions. inv_freq: [head_dim / 2] in backend memory.
   virtual void rope(float* x, int n, int heads, int head_dim, const float* inv_freq) = 0;
   // rope() of q [n][heads][head_dim] and k [n][kv_heads][head_dim].
@@ -108,6 +122,12 @@ class Backend {
   // Writes the pass's K and V ([n][kv_heads][head_dim]) of one layer and recomputes the
   // summaries of the blocks they touch (RESA.md step 2).
   virtual void kv_write(KvCache& kv, int layer, const float* k, const float* v) = 0;
+  // rope_qk(q, k) then kv_write(k, v): a GPU backend does a decode step's in one launch.
+  virtual void rope_kv_write(KvCache& kv, int layer, float* q, float* k, const float* v, int n,
+                             int heads, int kv_heads, int head_dim, const float* inv_freq) {
+    rope_qk(q, k, n, heads, kv_heads, head_dim, inv_freq);
+    kv_write(kv, layer, k, v);
+  }
   // ReSA selection of a decode step (n == 1) for one layer, RESA.md steps 3-6: the group-mean
   // query of each KV head, block scores, the top blocks with sink and local. Kept by the
   // backend for the next sparse attention(). With count_hits, every selected block is counted

@@ -360,19 +360,29 @@ class CudaBackend final : public Backend {
     linear_many(x, n, 1, ws, bs, ys);
   }
   void linear_group(const float* x, int n, std::initializer_list<LinearJob> jobs) override {
-    const WeightView* ws[4];
-    const WeightView* bs[4];
-    float* ys[4];
-    int count = 0;
-    for (const LinearJob& j : jobs) {
-      if (count == 4) break;
-      ws[count] = j.w, bs[count] = j.bias, ys[count] = j.y, ++count;
-    }
-    if (int(jobs.size()) > 4) {
-      Backend::linear_group(x, n, jobs);
-      return;
-    }
-    linear_many(x, n, count, ws, bs, ys);
+    if (jobs.size() > 4) return Backend::linear_group(x, n, jobs);
+    const Group g(jobs);
+    linear_many(x, n, g.count, g.w, g.bias, g.y);
+  }
+  // Batch 1: the norm inside the GEMV (each CTA normalizes x into shared memory).
+  void norm_linear_group(const float* x, const WeightView& norm, float eps, int n, float* h,
+                         std::initializer_list<LinearJob> jobs) override {
+    if (n != 1 || !step_fusion() || norm.cols > cuda::kGemvNormMaxK || jobs.size() > 4)
+      return Backend::norm_linear_group(x, norm, eps, n, h, jobs);
+    const Group g(jobs);
+    linear_many(x, n, g.count, g.w, g.bias, g.y, {f32(norm), eps});
+  }
+  void norm_linear_silu_mul(const float* x, const WeightView& norm, float eps, int n, float* h,
+                            const WeightView& w_gate, const WeightView& w_up, float* gate,
+                            float* up) override {
+    if (n != 1 || !step_fusion() || norm.cols > cuda::kGemvNormMaxK || w_gate.rows != w_up.rows ||
+        w_gate.cols != w_up.cols)
+      return Backend::norm_linear_silu_mul(x, norm, eps, n, h, w_gate, w_up, gate, up);
+    const cuda::GemvSegment seg[2] = {{bf16(w_gate), nullptr, gate, int(w_gate.rows)},
+                                      {bf16(w_up), nullptr, up, int(w_up.rows)}};
+    check(cuda::gemv_bf16(x, int(w_gate.cols), seg, 2, stream_, cuda::GemvOut::kSiluMul,
+                          {f32(norm), eps}),
+          "gemv_bf16 (rmsnorm, silu * up)");
   }
   void rope(float* x, int n, int heads, int head_dim, const float* inv_freq) override {
     check(cuda::rope(x, n, heads, head_dim, state(), inv_freq, stream_), "rope");
@@ -406,6 +416,13 @@ class CudaBackend final : public Backend {
   }
   void kv_write(KvCache&, int layer, const float* k, const float* v) override {
     check(cuda::kv_write(kv_->layer(layer), k, v, n_, state(), stream_), "kv_write");
+  }
+  void rope_kv_write(KvCache& kv, int layer, float* q, float* k, const float* v, int n, int heads,
+                     int kv_heads, int head_dim, const float* inv_freq) override {
+    if (n != 1 || n_ != 1 || !step_fusion())
+      return Backend::rope_kv_write(kv, layer, q, k, v, n, heads, kv_heads, head_dim, inv_freq);
+    check(cuda::rope_kv_write_one(kv_->layer(layer), q, heads, k, v, state(), inv_freq, stream_),
+          "rope_kv_write");
   }
   void select_blocks(KvCache&, int layer, const float* q, int n_heads, float scale,
                      const ResaParams& p, bool count_hits) override {
@@ -483,10 +500,23 @@ class CudaBackend final : public Backend {
     ++epoch_;  // recorded steps read the old ids buffer
   }
 
+  // The jobs of a linear_group (at most 4) as linear_many's arrays.
+  struct Group {
+    const WeightView* w[4] = {};
+    const WeightView* bias[4] = {};
+    float* y[4] = {};
+    int count = 0;
+    explicit Group(std::initializer_list<LinearJob> jobs) {
+      for (const LinearJob& j : jobs)
+        if (count < 4) w[count] = j.w, bias[count] = j.bias, y[count] = j.y, ++count;
+    }
+  };
+
   // Batch 1: one GEMV launch streams every matrix of the group. Otherwise cuBLAS on bf16
   // operands (the activations rounded to bf16) with f32 output and accumulation.
+  // norm (batch 1 only): the products take rmsnorm(x), fused.
   void linear_many(const float* x, int n, int count, const WeightView* const* w,
-                   const WeightView* const* bias, float* const* y) {
+                   const WeightView* const* bias, float* const* y, cuda::GemvNorm norm = {}) {
     const int k = int(w[0]->cols);
     if (n == 1) {
       cuda::GemvSegment seg[4];
@@ -496,7 +526,7 @@ class CudaBackend final : public Backend {
         seg[i].y = y[i];
         seg[i].rows = int(w[i]->rows);
       }
-      check(cuda::gemv_bf16(x, k, seg, count, stream_), "gemv_bf16");
+      check(cuda::gemv_bf16(x, k, seg, count, stream_, cuda::GemvOut::kStore, norm), "gemv_bf16");
       return;
     }
     const size_t need = size_t(n) * k * 2;
@@ -534,6 +564,16 @@ class CudaBackend final : public Backend {
       return e && *e ? std::atoi(e) : 11000;
     }();
     return kv_ && (ctx_end_ + kv_->block_size() - 1) / kv_->block_size() >= min_blocks;
+  }
+
+  // Whether a decode step fuses each RMSNorm into the GEMV after it and rope into kv_write (on
+  // unless RESA_STEP_FUSION=0, read once per process, which measures the unfused step).
+  static bool step_fusion() {
+    static const bool on = [] {
+      const char* e = std::getenv("RESA_STEP_FUSION");
+      return !(e && std::strcmp(e, "0") == 0);
+    }();
+    return on;
   }
 
   DeviceArena arena_;

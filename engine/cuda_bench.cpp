@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -138,24 +139,29 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
   }
   if (all || op == "gemv") {
     // The GEMV launches of a llama-3.1-8b decode step, as CudaBackend issues them: q/k/v as one
-    // launch of three segments, o and down with the residual add fused, gate/up with SiLU * up.
+    // launch of three segments, o and down with the residual add fused, gate/up with SiLU * up;
+    // q/k/v, gate/up and lm_head with the RMSNorm before them fused.
     using resa::cuda::GemvOut;
     struct M {
       const char* name;
       int segs[3];
       int k;
       GemvOut mode;
+      bool norm;
     };
-    const M step[] = {{"qkv", {4096, 1024, 1024}, 4096, GemvOut::kStore},
-                      {"o+residual", {4096, 0, 0}, 4096, GemvOut::kAccumulate},
-                      {"gate_up+silu", {14336, 14336, 0}, 4096, GemvOut::kSiluMul},
-                      {"down+residual", {4096, 0, 0}, 14336, GemvOut::kAccumulate},
-                      {"lm_head", {128256, 0, 0}, 4096, GemvOut::kStore}};
+    const M step[] = {{"norm+qkv", {4096, 1024, 1024}, 4096, GemvOut::kStore, true},
+                      {"o+residual", {4096, 0, 0}, 4096, GemvOut::kAccumulate, false},
+                      {"norm+gate_up+silu", {14336, 14336, 0}, 4096, GemvOut::kSiluMul, true},
+                      {"down+residual", {4096, 0, 0}, 14336, GemvOut::kAccumulate, false},
+                      {"norm+lm_head", {128256, 0, 0}, 4096, GemvOut::kStore, true}};
     auto rows_of = [](const M& m) { return m.segs[0] + m.segs[1] + m.segs[2]; };
+    // RESA_STEP_FUSION=0: the norms are separate launches (not timed here), as in CudaBackend.
+    const char* fusion = std::getenv("RESA_STEP_FUSION");
+    const bool fuse_norm = !(fusion && std::strcmp(fusion, "0") == 0);
     // A set of weights: one matrix per segment, y buffers, x of k random values.
     struct Set {
       std::vector<std::unique_ptr<DevMem>> w;
-      std::unique_ptr<DevMem> x, y;
+      std::unique_ptr<DevMem> x, y, norm;
       int count = 0;
     };
     auto make_set = [&](const M& m, uint64_t seed) {
@@ -167,6 +173,8 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       st.x = std::make_unique<DevMem>(size_t(m.k) * 4);
       st.y = std::make_unique<DevMem>(size_t(rows_of(m)) * 4);
       fill_bf16(st.x->as<uint16_t>(), size_t(m.k) * 2, seed + 99);  // bf16 pairs read as f32
+      st.norm = std::make_unique<DevMem>(size_t(m.k) * 4);
+      fill_bf16(st.norm->as<uint16_t>(), size_t(m.k) * 2, seed + 98);
       ck(cudaMemset(st.y->p, 0, size_t(rows_of(m)) * 4), "memset");
       return st;
     };
@@ -177,7 +185,8 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
         seg[i] = {st.w[i]->as<uint16_t>(), nullptr, y, m.segs[i]};
         y += m.mode == GemvOut::kSiluMul ? 0 : m.segs[i];
       }
-      ck(resa::cuda::gemv_bf16(st.x->as<float>(), m.k, seg, st.count, x, m.mode), "gemv");
+      const resa::cuda::GemvNorm norm{m.norm && fuse_norm ? st.norm->as<float>() : nullptr, 1e-5f};
+      ck(resa::cuda::gemv_bf16(st.x->as<float>(), m.k, seg, st.count, x, m.mode, norm), "gemv");
     };
     // Each launch alone, 20 to a graph, rotating among copies so the stream does not come from
     // L2.
@@ -211,7 +220,9 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
           },
           std::min(repeats, 50), s, 1);
       t.op = "gemv_step";
-      t.shape = "llama-3.1-8b: 32 x (qkv, o+residual, gate_up+silu, down+residual) + lm_head";
+      t.shape =
+          "llama-3.1-8b: 32 x (norm+qkv, o+residual, norm+gate_up+silu, down+residual) + "
+          "norm+lm_head";
       t.bytes = bytes;
       t.gb_per_s = t.bytes / (t.us_median * 1e3);
       out.push_back(t);

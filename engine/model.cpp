@@ -237,21 +237,20 @@ void Model::layers_and_logits(int n, KvCache& kv, const ResaParams* sparse, bool
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = W.layers[l];
     // Attention block: norm, q/k/v, rope, attention(mode), o-proj, residual.
-    b.rmsnorm(x, w.attn_norm, n, c.rms_norm_eps, h);
-    b.linear_group(h, n, {{&w.wq, &w.bq, q}, {&w.wk, &w.bk, k}, {&w.wv, &w.bv, v}});
-    b.rope_qk(q, k, n, c.num_heads, c.num_kv_heads, c.head_dim, inv_freq_buf_.f32());
-    b.kv_write(kv, l, k, v);
+    b.norm_linear_group(x, w.attn_norm, c.rms_norm_eps, n, h,
+                        {{&w.wq, &w.bq, q}, {&w.wk, &w.bk, k}, {&w.wv, &w.bv, v}});
+    b.rope_kv_write(kv, l, q, k, v, n, c.num_heads, c.num_kv_heads, c.head_dim,
+                    inv_freq_buf_.f32());
     attention_layer(l, n, kv, sparse, count_hits);
     b.linear_residual(att, n, w.wo, tmp, x);
     // MLP block: norm, gate/up, SiLU * up, down, residual.
-    b.rmsnorm(x, w.mlp_norm, n, c.rms_norm_eps, h);
-    b.linear_silu_mul(h, n, w.w_gate, w.w_up, gate, up);
+    b.norm_linear_silu_mul(x, w.mlp_norm, c.rms_norm_eps, n, h, w.w_gate, w.w_up, gate, up);
     b.linear_residual(gate, n, w.w_down, tmp, x);
   }
   if (logits) {
     const float* last = x + (n - 1) * hd;
-    b.rmsnorm(last, W.final_norm, 1, c.rms_norm_eps, h);
-    b.linear(h, 1, W.lm_head, {}, logits_.f32());
+    b.norm_linear_group(last, W.final_norm, c.rms_norm_eps, 1, h,
+                        {{&W.lm_head, nullptr, logits_.f32()}});
   }
 }
 

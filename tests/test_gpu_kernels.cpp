@@ -306,6 +306,91 @@ class TestGpuKernels : public QObject {
     }
   }
 
+  // The RMSNorm fused into the GEMV (q/k/v, gate/up, lm_head of a decode step): the CPU's
+  // rmsnorm then matmul, for each output mode; aligned rows, rows with k % 8 != 0 (the scalar
+  // kernel) and the largest k the norm takes. x is scaled so the norm is far from identity.
+  void gemv_norm_matches_cpu_rmsnorm_then_matmul() {
+    using resa::cuda::GemvOut;
+    for (auto [k, m] : {std::pair{64, 3}, {1000, 37}, {2052, 81}, {4096, 1024}, {4096, 9000}, {
+                          resa::cuda::kGemvNormMaxK,
+                          129
+                        }}) {
+      std::mt19937_64 rng(k * 17 + m);
+      const float eps = 1e-5f;
+      const std::vector<float> x = randn(k, rng, 7.f), nw = randn(k, rng);
+      std::vector<float> h(k);
+      resa::cpu::rmsnorm(x.data(), nw.data(), 1, k, eps, h.data());
+      Dev<float> dx(k), dnw(k);
+      dx.put(x), dnw.put(nw);
+      const resa::cuda::GemvNorm norm{dnw.get(), eps};
+      // kStore: three segments (the middle one with a bias), as q/k/v.
+      std::vector<std::unique_ptr<Dev<uint16_t>>> dw;
+      std::vector<std::unique_ptr<Dev<float>>> dy;
+      std::vector<std::vector<float>> ref;
+      const std::vector<float> bias = randn(m + 1, rng);
+      Dev<float> dbias(bias.size());
+      dbias.put(bias);
+      resa::cuda::GemvSegment seg[3];
+      std::vector<std::vector<uint16_t>> ws;
+      for (int s = 0; s < 3; ++s) {
+        const int rows = m + s;
+        ws.push_back(to_bf16(randn(size_t(rows) * k, rng, 0.1f)));
+        std::vector<float> y(rows);
+        resa::cpu::matmul_bf16(h.data(), 1, k, ws.back().data(), rows,
+                               s == 1 ? bias.data() : nullptr, y.data());
+        ref.push_back(y);
+        dw.push_back(std::make_unique<Dev<uint16_t>>(ws.back().size()));
+        dw.back()->put(ws.back());
+        dy.push_back(std::make_unique<Dev<float>>(rows));
+        seg[s] = {dw.back()->get(), s == 1 ? dbias.get() : nullptr, dy.back()->get(), rows};
+      }
+      CK(resa::cuda::gemv_bf16(dx.get(), k, seg, 3, nullptr, GemvOut::kStore, norm));
+      // kSiluMul over segments 0 and 0' (same rows), kAccumulate into a residual.
+      const std::vector<uint16_t> wu = to_bf16(randn(size_t(m) * k, rng, 0.1f));
+      Dev<uint16_t> dwu(wu.size());
+      dwu.put(wu);
+      Dev<float> dgate(m), dup(m), dres(m);
+      const std::vector<float> res0 = randn(m, rng);
+      dres.put(res0);
+      const resa::cuda::GemvSegment glu[2] = {{dw[0]->get(), nullptr, dgate.get(), m},
+                                              { dwu.get(),
+                                                nullptr,
+                                                dup.get(),
+                                                m }};
+      CK(resa::cuda::gemv_bf16(dx.get(), k, glu, 2, nullptr, GemvOut::kSiluMul, norm));
+      const resa::cuda::GemvSegment acc{dw[0]->get(), nullptr, dres.get(), m};
+      CK(resa::cuda::gemv_bf16(dx.get(), k, &acc, 1, nullptr, GemvOut::kAccumulate, norm));
+      CK(cudaDeviceSynchronize());
+      for (int s = 0; s < 3; ++s) {
+        const std::vector<float> got = dy[s]->take();
+        const double e = rel_l2(got.data(), ref[s].data(), got.size());
+        QVERIFY2(e < 1e-5,
+                 qPrintable(QString("k %1 m %2 segment %3: error %4").arg(k).arg(m).arg(s).arg(e)));
+        QVERIFY2(dy[s]->guards_intact(), "gemv wrote outside its output");
+      }
+      std::vector<float> g = ref[0], u(m), res = res0;
+      resa::cpu::matmul_bf16(h.data(), 1, k, wu.data(), m, nullptr, u.data());
+      for (int r = 0; r < m; ++r) res[r] += g[r];
+      resa::cpu::silu_mul(g.data(), u.data(), m);
+      const std::vector<float> got_gate = dgate.take(), got_res = dres.take();
+      const double e_glu = rel_l2(got_gate.data(), g.data(), m);
+      const double e_res = rel_l2(got_res.data(), res.data(), m);
+      QVERIFY2(
+          e_glu < 1e-5 && e_res < 1e-5,
+          qPrintable(
+              QString("k %1 m %2: silu*up %3, residual %4").arg(k).arg(m).arg(e_glu).arg(e_res)));
+      QVERIFY(dgate.guards_intact() && dres.guards_intact());
+    }
+    // A row longer than the norm's shared memory is refused, not run.
+    const int k = resa::cuda::kGemvNormMaxK + 8;
+    Dev<float> dx(k), dnw(k), dy(1);
+    Dev<uint16_t> dw(k);
+    const resa::cuda::GemvSegment one{dw.get(), nullptr, dy.get(), 1};
+    QCOMPARE(
+        resa::cuda::gemv_bf16(dx.get(), k, &one, 1, nullptr, GemvOut::kStore, {dnw.get(), 1e-5f}),
+        cudaErrorInvalidValue);
+  }
+
   void rowwise_ops_match_cpu() {
     std::mt19937_64 rng(3);
     for (int d : {64, 257, 4096}) {
@@ -954,6 +1039,61 @@ class TestGpuKernels : public QObject {
           QCOMPARE(resa::bf16_to_f32(s2[o + d + x]), kv.view.kmax(b, h)[x]);
         }
       QVERIFY(kv.k->guards_intact() && kv.v->guards_intact() && kv.summ->guards_intact());
+    }
+  }
+
+  // A decode step's rope of q and k, K/V write and block summary in one launch: the same as
+  // rope_qk then kv_write (the CPU's rope, cache and summary), for GQA groups 1 and 4, a block
+  // that grows and a position rewritten inside a full block.
+  void rope_kv_write_matches_rope_then_kv_write() {
+    for (auto [kvh, group, d] : {std::tuple{2, 4, 64}, {3, 1, 128}, { 8, 4, 128 }}) {
+      std::mt19937_64 rng(kvh * 100 + group * 10 + d);
+      const int bs = 16, ctx = 70, heads = kvh * group;
+      TwinKv kv(kvh, d, bs, ctx, rng);
+      std::vector<float> inv(d / 2);
+      for (int i = 0; i < d / 2; ++i) inv[i] = 1.0f / std::pow(500000.f, float(2 * i) / d);
+      Dev<float> dinv(inv.size());
+      dinv.put(inv);
+      for (const auto& [pos, ctx_end] : {std::pair{70, 71}, { 40, 71 }}) {
+        std::vector<float> q = randn(size_t(heads) * d, rng), k = randn(size_t(kvh) * d, rng, 3.f);
+        const std::vector<float> v = bf16_round(randn(size_t(kvh) * d, rng));
+        Dev<float> dq(q.size()), dk(k.size()), dv(v.size());
+        dq.put(q), dk.put(k), dv.put(v);
+        DevState st(pos, 1, ctx_end);
+        CK(resa::cuda::rope_kv_write_one(kv.dev, dq.get(), heads, dk.get(), dv.get(), st.get(),
+                                         dinv.get(), nullptr));
+        resa::cpu::rope(q.data(), 1, heads, d, &pos, inv.data());
+        resa::cpu::rope(k.data(), 1, kvh, d, &pos, inv.data());
+        const int b = pos / bs;
+        const std::vector<float> gq = dq.take(), gk = dk.take();
+        const double eq = rel_l2(gq.data(), q.data(), q.size());
+        const double ek = rel_l2(gk.data(), k.data(), k.size());
+        QVERIFY2(eq < 1e-5 && ek < 1e-5, qPrintable(QString("kvh %1 d %2 pos %3: q %4, k %5")
+                                                        .arg(kvh)
+                                                        .arg(d)
+                                                        .arg(pos)
+                                                        .arg(eq)
+                                                        .arg(ek)));
+        // The cache holds the kernel's own roped k, rounded: compare it with the kernel's k (the
+        // CPU's rope may differ in the last bit) and the summary with the CPU's from that cache.
+        const std::vector<uint16_t> k2 = kv.k->take(), v2 = kv.v->take(), s2 = kv.summ->take();
+        for (int h = 0; h < kvh; ++h)
+          for (int x = 0; x < d; ++x) {
+            const size_t at = (size_t(h) * kv.cap + pos) * d + x;
+            QCOMPARE(k2[at], resa::f32_to_bf16(gk[size_t(h) * d + x]));
+            QCOMPARE(resa::bf16_to_f32(v2[at]), v[size_t(h) * d + x]);
+            kv.view.k(pos / bs, h)[(pos % bs) * d + x] = resa::bf16_to_f32(k2[at]);
+          }
+        resa::cpu::block_summary_recompute(kv.view, b, std::min(bs, ctx_end - b * bs));
+        for (int h = 0; h < kvh; ++h)
+          for (int x = 0; x < d; ++x) {
+            const size_t o = (size_t(h) * kv.dev.cap_blocks + b) * 2 * d;
+            QCOMPARE(resa::bf16_to_f32(s2[o + x]), kv.view.kmin(b, h)[x]);
+            QCOMPARE(resa::bf16_to_f32(s2[o + d + x]), kv.view.kmax(b, h)[x]);
+          }
+        QVERIFY(dq.guards_intact() && dk.guards_intact());
+        QVERIFY(kv.k->guards_intact() && kv.v->guards_intact() && kv.summ->guards_intact());
+      }
     }
   }
 #else

@@ -87,6 +87,39 @@ __global__ void kv_write_one_kernel(KvLayerDev kv, const float* k, const float* 
   }
 }
 
+// rope_qk then kv_write_one in one launch (a decode step): CTA = KV head, thread = dimension.
+// Threads x < head_dim / 2 rotate the pair (x, x + head_dim / 2) of the head's group of queries
+// and of its key, with rope_kernel's arithmetic; after the barrier each thread summarizes its
+// column, which the pair's other thread may have written.
+__global__ void rope_kv_write_one_kernel(KvLayerDev kv, float* q, int group, float* k,
+                                         const float* v, const PassState* st,
+                                         const float* inv_freq) {
+  grid_dependency_wait();
+  allow_next_launch();
+  const int h = blockIdx.x, d = kv.head_dim, half = d / 2, x = threadIdx.x, pos = st->pos0;
+  const int b = pos / kv.block_size, t0 = b * kv.block_size;
+  const int t1 = min(t0 + kv.block_size, st->ctx_end);
+  uint16_t* kb = kv.k + size_t(h) * kv.capacity * d;
+  uint16_t* vb = kv.v + size_t(h) * kv.capacity * d;
+  if (x < half) {
+    const float a = float(pos) * inv_freq[x];
+    const float c = cosf(a), sn = sinf(a);
+    auto rotate = [&](float* r) {
+      const float p0 = r[x], p1 = r[x + half];
+      r[x] = p0 * c - p1 * sn;
+      r[x + half] = p1 * c + p0 * sn;
+    };
+    for (int g = 0; g < group; ++g) rotate(q + size_t(h * group + g) * d);
+    float* kr = k + size_t(h) * d;
+    rotate(kr);
+    kb[size_t(pos) * d + x] = f2bf(kr[x]);
+    kb[size_t(pos) * d + x + half] = f2bf(kr[x + half]);
+  }
+  vb[size_t(pos) * d + x] = f2bf(v[size_t(h) * d + x]);
+  __syncthreads();
+  summarize_column(kb, d, x, t0, t1, kv.summ + (size_t(h) * kv.cap_blocks + b) * 2 * d);
+}
+
 __device__ __forceinline__ uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -559,6 +592,14 @@ cudaError_t kv_write(const KvLayerDev& kv, const float* k, const float* v, int n
   if (e != cudaSuccess) return e;
   return launch(summary_kernel, dim3(n / kv.block_size + 2, kv.kv_heads), dim3(kv.head_dim), 0, s,
                 kv, 0, 0, 0, st);
+}
+
+cudaError_t rope_kv_write_one(const KvLayerDev& kv, float* q, int q_heads, float* k, const float* v,
+                              const PassState* st, const float* inv_freq, cudaStream_t s) {
+  if (kv.kv_heads < 1 || q_heads % kv.kv_heads != 0 || kv.head_dim % 2 != 0 || kv.head_dim > 1024)
+    return cudaErrorInvalidValue;
+  return launch(rope_kv_write_one_kernel, dim3(kv.kv_heads), dim3(kv.head_dim), 0, s, kv, q,
+                q_heads / kv.kv_heads, k, v, st, inv_freq);
 }
 
 cudaError_t summaries_recompute(const KvLayerDev& kv, int first, int last, int tokens,

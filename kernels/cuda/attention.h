@@ -58,6 +58,10 @@ bool attention_supported(int head_dim, int group);
 // the summaries of every block they touch recomputed from positions < st->ctx_end.
 cudaError_t kv_write(const KvLayerDev& kv, const float* k, const float* v, int n,
                      const PassState* st, cudaStream_t s);
+// A decode step's (one position) rope_qk() of q [q_heads][head_dim] and k [kv_heads][head_dim], in
+// place, then kv_write() of k and v: one launch. q_heads must be a multiple of kv_heads.
+cudaError_t rope_kv_write_one(const KvLayerDev& kv, float* q, int q_heads, float* k, const float* v,
+                              const PassState* st, const float* inv_freq, cudaStream_t s);
 // Summaries of blocks [first, last] recomputed from positions < tokens.
 cudaError_t summaries_recompute(const KvLayerDev& kv, int first, int last, int tokens,
                                 cudaStream_t s);

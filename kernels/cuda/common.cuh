@@ -51,8 +51,10 @@ __device__ __forceinline__ uint16_t f2bf(float f) {
 // idles while the next grid launches. With programmatic dependent launch (sm_90+) the next
 // kernel's CTAs are scheduled while the previous kernel drains. The contract, kept by every
 // kernel started through launch():
-//   - its first statement is grid_dependency_wait(): nothing is read or written before the
-//     previous kernel of the stream has finished and its writes are visible;
+//   - it calls grid_dependency_wait() before it reads or writes anything a kernel of the step
+//     writes: only the GEMVs load weights before it (weights are written by no kernel of a
+//     step), so their first loads overlap the previous kernel's tail; every CTA reaches the wait
+//     (so a kernel that finished implies the one before it finished too);
 //   - it may then call allow_next_launch() to let the following kernel's CTAs be scheduled (they
 //     wait at their own grid_dependency_wait()).
 // Both are no-ops for a kernel launched the ordinary way and on GPUs before sm_90.

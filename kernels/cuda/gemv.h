@@ -24,8 +24,19 @@ struct GemvSegment {
 //                silu(g) = g / (1 + exp(-g)), as the CPU twin's silu_mul.
 enum class GemvOut { kStore, kAccumulate, kSiluMul };
 
+// The RMSNorm that precedes q/k/v, gate/up and lm_head, fused: with w set, the products take
+// rmsnorm(x) = w * (x / sqrt(mean(x^2) + eps)) instead of x. Each CTA normalizes x into its
+// shared memory (k floats), so k is at most kGemvNormMaxK.
+struct GemvNorm {
+  const float* w = nullptr;  // [k] f32, or null: no norm
+  float eps = 0.f;
+};
+constexpr int kGemvNormMaxK = 12288;  // 48 KB of shared memory
+
 // x: [k] f32. Rows are spread over one wave of resident warps, the same number of rows each.
+// Programmatic dependent launch: a CTA loads its first weights before it waits for the previous
+// kernel of the stream, so the weights must not be written by the kernel launched just before.
 cudaError_t gemv_bf16(const float* x, int k, const GemvSegment* segments, int count, cudaStream_t s,
-                      GemvOut out = GemvOut::kStore);
+                      GemvOut out = GemvOut::kStore, GemvNorm norm = {});
 
 }  // namespace resa::cuda
