@@ -224,10 +224,14 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
 }
 
 // Resident CTAs of this kernel per SM with `smem` bytes of dynamic shared memory (occupancy API,
-// once per instance).
+// once per instance). The kernel is first allowed that much: 48 KB and the static 32 bytes are
+// more than the default limit, and the occupancy of a launch that cannot run is 0.
 template <typename K>
 int ctas_per_sm(K kernel, size_t smem) {
   int n = 0;
+  if (smem > 0 && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int(smem)) != cudaSuccess)
+    (void)cudaGetLastError();
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, kWarps * 32, smem) != cudaSuccess ||
       n < 1) {
     (void)cudaGetLastError();
