@@ -9,7 +9,7 @@ namespace resa::cuda {
 bool pdl_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("RESA_PDL");
-    if (!e || std::strcmp(e, "1") != 0) return false;
+    if (e && std::strcmp(e, "0") == 0) return false;
     int dev = 0, major = 0;
     if (cudaGetDevice(&dev) != cudaSuccess ||
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) {

@@ -69,10 +69,11 @@ __device__ __forceinline__ void allow_next_launch() {
 #endif
 }
 
-// Whether launch() asks for programmatic serialization: RESA_PDL=1 in the environment (read once
-// per process) and the current device is sm_90 or newer. Off by default: on an H200 a llama-3.1-8b
-// decode step at 4K measured 5.67 ms with it against 5.57 ms without (docs/benchmarks/
-// h200-s10.json); kept behind the switch so that it can be measured again.
+// Whether launch() asks for programmatic serialization: on sm_90 and newer unless RESA_PDL=0 is in
+// the environment (read once per process). On an H200 (docs/benchmarks/h200-s13-ab.json), side by
+// side: a llama-3.1-8b decode step at 4K took 5.10 ms with it and 5.30 without; the GEMVs of a
+// whole step 3.90 ms against 4.04. It gained little (5.63 against 5.45 ms, h200-s10.json) while
+// every kernel waited before its first load; the GEMVs now load weights before the wait.
 bool pdl_enabled();
 
 // f(std::integral_constant<int, d>{}) when d is one of Ds (the head dims a kernel is instantiated

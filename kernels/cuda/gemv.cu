@@ -104,23 +104,51 @@ __device__ __forceinline__ void dot_rows(const uint16_t* const (&w)[R], const fl
     for (int r = 0; r < R; ++r) acc[r] += __uint_as_float(uint32_t(w[r][j]) << 16) * x[j];
 }
 
-// With p.norm.w: xs[j] = w[j] * (x[j] / sqrt(mean(x^2) + eps)), the rmsnorm kernel's formula, by
-// the whole CTA (every thread must call it). Returns the x the products read.
-__device__ __forceinline__ const float* normalized_x(const GemvParams& p, float* xs) {
-  if (!p.norm.w) return p.x;
+// The norm's prologue, by the whole CTA (every thread must call it): xs[j] = w[j] * x[j], and the
+// returned factor inv = 1 / sqrt(mean(x^2) + eps). rmsnorm(x) = w * x * inv, so a row's product
+// with it is inv * (row . xs): the products scale by inv at the end, and x and w are read once,
+// with VEC in 16-byte loads, kNormBatch of each in flight per thread (a batch of 2 and not 4 keeps
+// the kernel at 64 registers, 4 CTAs per SM, beside the weights loaded before the wait).
+constexpr int kNormBatch = 2;  // 16-byte loads of x and of w in flight per thread
+template <bool VEC>
+__device__ __forceinline__ float norm_prologue(const GemvParams& p, float* xs) {
   __shared__ float part[kWarps];
   float ss = 0.f;
-  for (int j = threadIdx.x; j < p.k; j += blockDim.x) ss += p.x[j] * p.x[j];
+  if constexpr (VEC) {
+    const float4* x4 = reinterpret_cast<const float4*>(p.x);
+    const float4* w4 = reinterpret_cast<const float4*>(p.norm.w);
+    float4* xs4 = reinterpret_cast<float4*>(xs);
+    const int n4 = p.k / 4;
+    for (int j0 = threadIdx.x; j0 < n4; j0 += kNormBatch * blockDim.x) {
+      float4 a[kNormBatch], w[kNormBatch];
+#pragma unroll
+      for (int u = 0; u < kNormBatch; ++u) {
+        const int j = j0 + u * blockDim.x;
+        a[u] = j < n4 ? x4[j] : make_float4(0.f, 0.f, 0.f, 0.f);
+        w[u] = j < n4 ? __ldg(w4 + j) : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+#pragma unroll
+      for (int u = 0; u < kNormBatch; ++u) {
+        const int j = j0 + u * blockDim.x;
+        ss += a[u].x * a[u].x + a[u].y * a[u].y + a[u].z * a[u].z + a[u].w * a[u].w;
+        if (j < n4)
+          xs4[j] = make_float4(w[u].x * a[u].x, w[u].y * a[u].y, w[u].z * a[u].z, w[u].w * a[u].w);
+      }
+    }
+  } else {
+    for (int j = threadIdx.x; j < p.k; j += blockDim.x) {
+      const float v = p.x[j];
+      ss += v * v;
+      xs[j] = p.norm.w[j] * v;
+    }
+  }
   ss = warp_sum(ss);
   if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
   __syncthreads();
   float total = 0.f;
 #pragma unroll
   for (int w = 0; w < kWarps; ++w) total += part[w];
-  const float inv = 1.0f / sqrtf(total / float(p.k) + p.norm.eps);
-  for (int j = threadIdx.x; j < p.k; j += blockDim.x) xs[j] = p.norm.w[j] * (p.x[j] * inv);
-  __syncthreads();
-  return xs;
+  return 1.0f / sqrtf(total / float(p.k) + p.norm.eps);
 }
 
 // Row r of segment s for item `item` (rows counted over the segments in order).
@@ -160,7 +188,12 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
   }
   grid_dependency_wait();
   allow_next_launch();
-  const float* x = NORM ? normalized_x(p, reinterpret_cast<float*>(xs4)) : p.x;
+  float inv = 1.f;  // the norm's factor (see norm_prologue)
+  const float* x = p.x;
+  if constexpr (NORM) {
+    x = reinterpret_cast<const float*>(xs4);
+    inv = norm_prologue<true>(p, reinterpret_cast<float*>(xs4));
+  }
   auto item_of = [&](int item, bool use_first) {
     const uint16_t* rows[R];
     int s, r;
@@ -171,12 +204,12 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_kernel(const __grid_constant
     dot_rows<U, R, NORM>(rows, x, p.k, lane, acc, use_first, first);
     if constexpr (OUT == GemvOut::kSiluMul) {
       const GemvSegment &g = p.seg[0], &u = p.seg[1];
-      const float a = warp_sum(acc[0]) + (g.bias ? g.bias[item] : 0.f);
-      const float b = warp_sum(acc[1]) + (u.bias ? u.bias[item] : 0.f);
+      const float a = warp_sum(acc[0]) * inv + (g.bias ? g.bias[item] : 0.f);
+      const float b = warp_sum(acc[1]) * inv + (u.bias ? u.bias[item] : 0.f);
       if (lane == 0) g.y[item] = a / (1.0f + expf(-a)) * b;
     } else {
       const GemvSegment& seg = p.seg[s];
-      const float y = warp_sum(acc[0]) + (seg.bias ? seg.bias[r] : 0.f);
+      const float y = warp_sum(acc[0]) * inv + (seg.bias ? seg.bias[r] : 0.f);
       if (lane == 0) {
         if constexpr (OUT == GemvOut::kAccumulate)
           seg.y[r] += y;
@@ -197,7 +230,12 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
   extern __shared__ float4 xs4[];
   grid_dependency_wait();
   allow_next_launch();
-  const float* x = NORM ? normalized_x(p, reinterpret_cast<float*>(xs4)) : p.x;
+  float inv = 1.f;
+  const float* x = p.x;
+  if constexpr (NORM) {
+    x = reinterpret_cast<const float*>(xs4);
+    inv = norm_prologue<false>(p, reinterpret_cast<float*>(xs4));
+  }
   const int lane = threadIdx.x & 31;
   const int gw = blockIdx.x * kWarps + (threadIdx.x >> 5), W = gridDim.x * kWarps;
   for (int it = 0, item = gw; it < p.per_warp && item < p.items; ++it, item += W) {
@@ -210,7 +248,7 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
       const uint16_t* wrow = seg.w + size_t(r) * p.k;
       float acc = 0.f;
       for (int j = lane; j < p.k; j += 32) acc += __uint_as_float(uint32_t(wrow[j]) << 16) * x[j];
-      v[m] = warp_sum(acc) + (seg.bias ? seg.bias[r] : 0.f);
+      v[m] = warp_sum(acc) * inv + (seg.bias ? seg.bias[r] : 0.f);
     }
     if (lane == 0) {
       if constexpr (OUT == GemvOut::kSiluMul)
@@ -303,6 +341,7 @@ cudaError_t gemv_bf16(const float* x, int k, const GemvSegment* segments, int co
   bool aligned = k % 8 == 0 && (reinterpret_cast<uintptr_t>(x) % 16) == 0;
   for (int i = 0; i < count; ++i)
     aligned = aligned && reinterpret_cast<uintptr_t>(segments[i].w) % 16 == 0;
+  aligned = aligned && reinterpret_cast<uintptr_t>(norm.w) % 16 == 0;
   switch (out) {
     case GemvOut::kStore:
       return run_out<GemvOut::kStore>(p, aligned, s);

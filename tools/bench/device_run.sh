@@ -6,9 +6,10 @@
 # Usage on the GPU host, from the project root: tools/bench/device_run.sh RUN OUT_DIR
 #   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json), s11
 #   (h200-s11.json), s11ab (that session's A/B calls), s12ab (the sorted-runs selection against
-#   the others), s12 (h200-s12.json), s13ab (the step's fusions and PDL, on and off), tests (the
-#   gpu tests alone) or check (tests and a short timing after a refactor). h200-sparse-ab.json came from tools/bench/device_run_sparse.sh of
-#   commit 7533ecd (an A/B of kernels since removed).
+#   the others), s12 (h200-s12.json), s13ab (the step's fusions and PDL, on and off), s13
+#   (h200-s13.json), tests (the gpu tests alone) or check (tests and a short timing after a
+#   refactor). h200-sparse-ab.json came from tools/bench/device_run_sparse.sh of commit 7533ecd
+#   (an A/B of kernels since removed).
 set -uo pipefail
 run="${1:?RUN}" out="${2:?OUT_DIR}"
 mkdir -p "$out"
@@ -34,12 +35,12 @@ step test_gpu_model 100 build-gpu/tests/test_gpu_model
 # The model tests again with the fused selection at every context (the engine picks it only from
 # about 11,000 blocks on, past the tests' contexts).
 step test_gpu_model_fused_select 100 env RESA_FUSED_SELECT_MIN_BLOCKS=0 build-gpu/tests/test_gpu_model
-# And with programmatic dependent launch (GEMVs load weights before their wait), and with the
-# decode step's fusions off (the separate RMSNorm, rope and kv_write launches).
-step test_gpu_model_pdl 100 env RESA_PDL=1 build-gpu/tests/test_gpu_model
+# And without programmatic dependent launch (on by default; the GEMVs load weights before their
+# wait), and with the decode step's fusions off (the separate RMSNorm, rope and kv_write launches).
+step test_gpu_model_nopdl 100 env RESA_PDL=0 build-gpu/tests/test_gpu_model
 step test_gpu_model_unfused 100 env RESA_STEP_FUSION=0 build-gpu/tests/test_gpu_model
 grep -hE "^FAIL|^Totals" "$out/test_gpu_kernels.txt" "$out/test_gpu_model.txt" \
-  "$out/test_gpu_model_fused_select.txt" "$out/test_gpu_model_pdl.txt" \
+  "$out/test_gpu_model_fused_select.txt" "$out/test_gpu_model_nopdl.txt" \
   "$out/test_gpu_model_unfused.txt" | head -20
 case "$run" in
   tc-prefill)
@@ -157,8 +158,8 @@ case "$run" in
     # programmatic dependent launch with weights loaded before the wait, each on and off
     for v in fused fused_pdl unfused unfused_pdl; do
       case $v in
-        fused) e=(RESA_STEP_FUSION=1);; fused_pdl) e=(RESA_PDL=1);;
-        unfused) e=(RESA_STEP_FUSION=0);; unfused_pdl) e=(RESA_STEP_FUSION=0 RESA_PDL=1);;
+        fused) e=(RESA_PDL=0);; fused_pdl) e=(RESA_PDL=1);;
+        unfused) e=(RESA_STEP_FUSION=0 RESA_PDL=0);; unfused_pdl) e=(RESA_STEP_FUSION=0 RESA_PDL=1);;
       esac
       step gemv_$v 60 env "${e[@]}" $bench --op gemv --repeats 50 --json "$out/gemv_$v.json"
       step e2e_8b_$v 90 env "${e[@]}" $bench --random-weights llama-3.1-8b --device cuda \
@@ -173,11 +174,28 @@ case "$run" in
         --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
         --json "$out/e2e_1p5b_$v.json"
     done ;;
+  s13)  # session 13's final tree: every kernel, the whole step with and without its fusions and
+    # PDL, the R1-1.5B shape and PyTorch, side by side (h200-s13.json)
+    step ops 150 $bench --op all --contexts 32768,131072,262144 --repeats 50 --json "$out/ops.json"
+    step e2e_8b 150 $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --repeats 128 \
+      --prefill-tokens 32768 --json "$out/e2e_8b.json"
+    step e2e_8b_nopdl 60 env RESA_PDL=0 $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 4096,262144 --modes dense,resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_8b_nopdl.json"
+    step e2e_8b_unfused 60 env RESA_STEP_FUSION=0 $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 4096,262144 --modes dense,resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_8b_unfused.json"
+    step e2e_1p5b 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
+      --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_1p5b.json"
+    step torch_baseline 150 python3 tools/bench/torch_baseline.py --contexts 4096,262144 \
+      --prefill-tokens 32768 --json "$out/torch_baseline.json" ;;
   tests) ;;  # the gpu tests above alone
   check)  # after a refactor: the gpu tests above, and a short timing to compare with s10
     step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
     step e2e_8b 80 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
       --modes dense,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json" ;;
-  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, s12, s13ab, tests, check)" >&2; exit 2 ;;
+  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, s12, s13ab, s13, tests, check)" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"
