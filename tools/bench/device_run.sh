@@ -177,6 +177,9 @@ case "$run" in
   s13)  # session 13's final tree: every kernel, the whole step with and without its fusions and
     # PDL, the R1-1.5B shape and PyTorch, side by side (h200-s13.json)
     step ops 150 $bench --op all --contexts 32768,131072,262144 --repeats 50 --json "$out/ops.json"
+    step gemv_nopdl 60 env RESA_PDL=0 $bench --op gemv --repeats 50 --json "$out/gemv_nopdl.json"
+    step gemv_unfused 60 env RESA_STEP_FUSION=0 $bench --op gemv --repeats 50 \
+      --json "$out/gemv_unfused.json"
     step e2e_8b 150 $bench --random-weights llama-3.1-8b --device cuda \
       --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --repeats 128 \
       --prefill-tokens 32768 --json "$out/e2e_8b.json"
