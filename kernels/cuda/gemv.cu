@@ -1,6 +1,8 @@
 #include "kernels/cuda/gemv.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "kernels/cuda/common.cuh"
 
@@ -261,9 +263,25 @@ __global__ void gemv_scalar_kernel(const __grid_constant__ GemvParams p) {
   }
 }
 
+// Whether every GEMV kernel asks for the same shared-memory carveout, kCarveoutPercent (on unless
+// RESA_GEMV_CARVEOUT=0, read once per process). An SM runs CTAs of one carveout at a time, so
+// with programmatic dependent launch a GEMV with the norm (shared memory) could not start on an
+// SM still running one without (none: the driver's choice is all L1), and back.
+bool same_carveout() {
+  static const bool on = [] {
+    const char* e = std::getenv("RESA_GEMV_CARVEOUT");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
+// 43% of 228 KB: the 100 KB configuration, room for 4 CTAs of the norm's x up to k = 5,600 (the
+// 8B's 4,096 takes 68 KB), and 150 KB of L1 for x of the down projection (k = 14,336: 56 KB).
+constexpr int kCarveoutPercent = 43;
+
 // Resident CTAs of this kernel per SM with `smem` bytes of dynamic shared memory (occupancy API,
-// once per instance). The kernel is first allowed that much: 48 KB and the static 32 bytes are
-// more than the default limit, and the occupancy of a launch that cannot run is 0.
+// once per instance), then the common carveout. The kernel is first allowed that much: 48 KB
+// and the static 32 bytes are more than the default limit, and the occupancy of a launch that
+// cannot run is 0.
 template <typename K>
 int ctas_per_sm(K kernel, size_t smem) {
   int n = 0;
@@ -275,6 +293,10 @@ int ctas_per_sm(K kernel, size_t smem) {
     (void)cudaGetLastError();
     n = 1;
   }
+  if (same_carveout() &&
+      cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                           kCarveoutPercent) != cudaSuccess)
+    (void)cudaGetLastError();
   return n;
 }
 

@@ -174,24 +174,36 @@ case "$run" in
         --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
         --json "$out/e2e_1p5b_$v.json"
     done ;;
-  s13)  # session 13's final tree: every kernel, the whole step with and without its fusions and
-    # PDL, the R1-1.5B shape and PyTorch, side by side (h200-s13.json)
-    step ops 150 $bench --op all --contexts 32768,131072,262144 --repeats 50 --json "$out/ops.json"
+  s13)  # session 13's final tree: every kernel, the whole step with and without its fusions, PDL
+    # and the GEMVs' common carveout, the R1-1.5B shape and PyTorch, side by side (h200-s13.json)
+    step ops 150 $bench --op all --contexts 4096,32768,131072,262144 --repeats 50 \
+      --json "$out/ops.json"
     step gemv_nopdl 60 env RESA_PDL=0 $bench --op gemv --repeats 50 --json "$out/gemv_nopdl.json"
+    step gemv_nocarve 60 env RESA_GEMV_CARVEOUT=0 $bench --op gemv --repeats 50 \
+      --json "$out/gemv_nocarve.json"
     step gemv_unfused 60 env RESA_STEP_FUSION=0 $bench --op gemv --repeats 50 \
       --json "$out/gemv_unfused.json"
     step e2e_8b 150 $bench --random-weights llama-3.1-8b --device cuda \
       --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --repeats 128 \
       --prefill-tokens 32768 --json "$out/e2e_8b.json"
-    step e2e_8b_nopdl 60 env RESA_PDL=0 $bench --random-weights llama-3.1-8b --device cuda \
-      --contexts 4096,262144 --modes dense,resa --repeats 128 --prefill-tokens 0 \
-      --json "$out/e2e_8b_nopdl.json"
-    step e2e_8b_unfused 60 env RESA_STEP_FUSION=0 $bench --random-weights llama-3.1-8b --device cuda \
-      --contexts 4096,262144 --modes dense,resa --repeats 128 --prefill-tokens 0 \
-      --json "$out/e2e_8b_unfused.json"
+    step e2e_8b_nopdl 100 env RESA_PDL=0 $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --repeats 128 \
+      --prefill-tokens 0 --json "$out/e2e_8b_nopdl.json"
+    for v in nocarve nocarve_nopdl unfused; do
+      case $v in
+        nocarve) e=(RESA_GEMV_CARVEOUT=0);; nocarve_nopdl) e=(RESA_GEMV_CARVEOUT=0 RESA_PDL=0);;
+        unfused) e=(RESA_STEP_FUSION=0);;
+      esac
+      step e2e_8b_$v 60 env "${e[@]}" $bench --random-weights llama-3.1-8b --device cuda \
+        --contexts 4096,262144 --modes dense,resa --repeats 128 --prefill-tokens 0 \
+        --json "$out/e2e_8b_$v.json"
+    done
     step e2e_1p5b 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
       --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
       --json "$out/e2e_1p5b.json"
+    step e2e_1p5b_nopdl 60 env RESA_PDL=0 $bench --random-weights r1-distill-qwen-1.5b \
+      --device cuda --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 \
+      --prefill-tokens 0 --json "$out/e2e_1p5b_nopdl.json"
     step torch_baseline 150 python3 tools/bench/torch_baseline.py --contexts 4096,262144 \
       --prefill-tokens 32768 --json "$out/torch_baseline.json" ;;
   tests) ;;  # the gpu tests above alone
