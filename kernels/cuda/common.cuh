@@ -70,10 +70,11 @@ __device__ __forceinline__ void allow_next_launch() {
 }
 
 // Whether launch() asks for programmatic serialization: on sm_90 and newer unless RESA_PDL=0 is in
-// the environment (read once per process). On an H200 (docs/benchmarks/h200-s13-ab.json), side by
-// side: a llama-3.1-8b decode step at 4K took 5.10 ms with it and 5.30 without; the GEMVs of a
-// whole step 3.90 ms against 4.04. It gained little (5.63 against 5.45 ms, h200-s10.json) while
-// every kernel waited before its first load; the GEMVs now load weights before the wait.
+// the environment (read once per process). On an H200, side by side (docs/benchmarks/
+// h200-s13.json): a llama-3.1-8b decode step at 4K took 4.59 ms with it and 4.86 without, the
+// GEMVs of a whole step 3.91 ms against 4.05. It gains only with the GEMVs' common carveout
+// (gemv.cu): without it, 4.90 against 4.77 ms. Before the GEMVs loaded weights ahead of their
+// wait it gained nothing (5.63 against 5.45 ms, h200-s10.json).
 bool pdl_enabled();
 
 // f(std::integral_constant<int, d>{}) when d is one of Ds (the head dims a kernel is instantiated
