@@ -96,7 +96,9 @@ cudaError_t decode_workspace_init(float* workspace, int n_heads, int head_dim, i
 
 // Decode (one query at position st->pos0): q, out [n_heads][head_dim] f32. Dense over positions
 // <= pos0, or over the selected blocks when sel is not null. workspace: decode_workspace_floats
-// for `splits`, initialised by decode_workspace_init (may be null when splits == 1).
+// for `splits`, initialised by decode_workspace_init (may be null when splits == 1). Dense with
+// kFast: K/V before pos0 must not be written by the kernel launched just before (with
+// programmatic dependent launch its first copies go out before it waits for that kernel).
 cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, int n_heads,
                              float scale, const PassState* st, const SelectionDev* sel, int splits,
                              float* workspace, cudaStream_t s,

@@ -95,8 +95,14 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int S = stages<D>(), KS = row_stride<D>(), SE = slot_elems<D>();
   constexpr int DK = D / 16;  // k-steps of Q K^T, m-tiles of V^T P^T
   static_assert(D % 32 == 0 && merge_bytes<D>() <= smem_bytes<D>(), "decode shape");
-  grid_dependency_wait();
-  allow_next_launch();
+  // Programmatic dependent launch: a sparse step reads the selection (the previous kernel's
+  // output) from the start, so it waits first. A dense step issues its first copies before it
+  // waits (below): the keys before the query's position were written by earlier steps.
+  const bool sparse = sel_blocks != nullptr;
+  if (sparse) {
+    grid_dependency_wait();
+    allow_next_launch();
+  }
 
   extern __shared__ uint4 dec_smem[];
   __shared__ uint32_t s_mask[kWarps][S];  // per ring slot: bit r = key row r is valid
@@ -107,37 +113,22 @@ __global__ void __launch_bounds__(kThreads)
   const int G = n_heads / kv.kv_heads;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int ctx = st->pos0 + 1, bs = kv.block_size;
-  const bool sparse = sel_blocks != nullptr;
   const int* blocks = sparse ? sel_blocks + size_t(h) * kv.cap_blocks : nullptr;
   const int total = sparse ? sel_count[h] * bs : ctx;
   // Splits in use: the grid's, fewer where a split would get under min_split_keys keys (a short
   // context, a sparse step's few blocks): the unused CTAs leave at once and the combine merges
   // fewer partials. The same on every CTA of the head.
   const int splits = max(1, min(int(gridDim.x), (total + min_split_keys - 1) / min_split_keys));
-  if (split >= splits) return;
+  if (split >= splits) {
+    if (!sparse) grid_dependency_wait();  // every CTA waits: this grid ends after the one before
+    return;
+  }
   // Whole steps per CTA: only the last CTA with keys may end inside a step; later ones get none.
   const int per = ((total + splits - 1) / splits + kStepKeys - 1) / kStepKeys * kStepKeys;
   const int begin = int(min(int64_t(total), int64_t(split) * per));
   const int end = int(min(int64_t(total), int64_t(begin) + per));
   const int steps = (end - begin + kStepKeys - 1) / kStepKeys;
   const int my_steps = warp < steps ? (steps - warp + kWarps - 1) / kWarps : 0;  // warp-uniform
-
-  // Q fragments (file comment): qa[k] = A of dims [16k, 16k + 16), rows g (bf16) and g + 8
-  // (residual) of head g; zero for g >= G.
-  uint32_t qa[DK][4];
-  {
-    const float* qr = g < G ? q + size_t(h * G + g) * D : nullptr;
-#pragma unroll
-    for (int k = 0; k < DK; ++k) {
-      const int x = 16 * k + 2 * t;
-      const float x0 = qr ? qr[x] * scale_log2 : 0.f, x1 = qr ? qr[x + 1] * scale_log2 : 0.f;
-      const float y0 = qr ? qr[x + 8] * scale_log2 : 0.f, y1 = qr ? qr[x + 9] * scale_log2 : 0.f;
-      qa[k][0] = pack_bf16(x0, x1);
-      qa[k][1] = pack_residual(x0, x1, qa[k][0]);
-      qa[k][2] = pack_bf16(y0, y1);
-      qa[k][3] = pack_residual(y0, y1, qa[k][2]);
-    }
-  }
 
   // Copies: lane l computes the position of row l & 15 of a step (lanes 16-31 repeat 0-15); each
   // copy instruction then moves whole rows, RPI rows of D / 8 16-byte chunks (2 rows of 256 bytes
@@ -206,11 +197,41 @@ __global__ void __launch_bounds__(kThreads)
   float m_run = -INFINITY;  // head g's running max (log2 domain), the same on the quad
   float l_run = 0.f;        // head g's running sum over this lane's keys
 
-#pragma unroll
-  for (int p = 0; p < S - 1; ++p) {
-    issue(p, block_of(p));
-    cp_async_commit();  // one group per step, possibly empty, so wait<S - 1> below is step ws
+  // The first S - 1 steps' copies, one group per step (possibly empty, so wait<S - 1> below is
+  // step ws). Dense: those of steps whose keys all precede the query's position go out before the
+  // wait for the previous kernel (which wrote the K/V at that position), so they overlap its tail.
+  int p = 0;
+  if (!sparse) {
+    for (; p < S - 1; ++p) {
+      const int last_key = begin + kStepKeys * (warp + kWarps * p) + kStepKeys - 1;
+      if (p < my_steps && min(last_key, end - 1) >= ctx - 1) break;  // warp-uniform
+      issue(p, -1);
+      cp_async_commit();
+    }
+    grid_dependency_wait();
+    allow_next_launch();
   }
+  for (; p < S - 1; ++p) {
+    issue(p, block_of(p));
+    cp_async_commit();
+  }
+  // Q fragments (file comment): qa[k] = A of dims [16k, 16k + 16), rows g (bf16) and g + 8
+  // (residual) of head g; zero for g >= G.
+  uint32_t qa[DK][4];
+  {
+    const float* qr = g < G ? q + size_t(h * G + g) * D : nullptr;
+#pragma unroll
+    for (int k = 0; k < DK; ++k) {
+      const int x = 16 * k + 2 * t;
+      const float x0 = qr ? qr[x] * scale_log2 : 0.f, x1 = qr ? qr[x + 1] * scale_log2 : 0.f;
+      const float y0 = qr ? qr[x + 8] * scale_log2 : 0.f, y1 = qr ? qr[x + 9] * scale_log2 : 0.f;
+      qa[k][0] = pack_bf16(x0, x1);
+      qa[k][1] = pack_residual(x0, x1, qa[k][0]);
+      qa[k][2] = pack_bf16(y0, y1);
+      qa[k][3] = pack_residual(y0, y1, qa[k][2]);
+    }
+  }
+
   int next_blk = block_of(S - 1);
   for (int ws = 0; ws < my_steps; ++ws) {
     __syncwarp();  // every lane is done with the slot refilled now (step ws - 1's)
