@@ -364,7 +364,7 @@ class CudaBackend final : public Backend {
     const Group g(jobs);
     linear_many(x, n, g.count, g.w, g.bias, g.y);
   }
-  // Batch 1: the norm inside the GEMV (each CTA normalizes x into shared memory).
+  // Batch 1: the norm inside the GEMV (each CTA keeps w * x in shared memory, scales by 1/rms).
   void norm_linear_group(const float* x, const WeightView& norm, float eps, int n, float* h,
                          std::initializer_list<LinearJob> jobs) override {
     if (n != 1 || !step_fusion() || norm.cols > cuda::kGemvNormMaxK || jobs.size() > 4)
