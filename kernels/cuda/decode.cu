@@ -47,13 +47,20 @@ namespace {
 
 constexpr int kWarps = 4, kThreads = kWarps * 32;
 constexpr int kStepKeys = 16;    // keys per warp step: one k-step of P V, two n-tiles of Q K^T
-constexpr int kMaxSplits = 128;  // CTAs per KV head at most (merge weights in shared memory)
+constexpr int kMaxSplits = 128;  // CTAs per KV head at most
 constexpr int kMaxGroup = 8;     // heads per KV head: the mma's n dimension
 
-// Ring slots per warp: about 26 KB of K/V per warp, 2 CTAs per SM on H100 / H200.
+// Ring slots per warp. Shallow: about 26 KB of K/V per warp, 2 CTAs per SM on H100 / H200 (a
+// dense step's wave). Deep: about 205 KB per CTA, one CTA per SM with twice the copies in flight
+// per warp (a sparse step runs on one CTA per SM, where the shallow ring left each SM 2 steps of
+// 8 KB per warp in flight).
 template <int D>
 constexpr int stages() {
   return D == 128 ? 3 : D == 64 ? 5 : 9;
+}
+template <int D>
+constexpr int deep_stages() {
+  return D == 128 ? 6 : D == 64 ? 12 : 22;
 }
 // bf16 per shared K or V row: 16 bytes of padding put the 8 rows of an ldmatrix 8 x 8 block
 // (272, 144 or 80 bytes apart) in distinct 4-bank groups and keep rows 16-byte aligned.
@@ -66,15 +73,14 @@ template <int D>
 constexpr int slot_elems() {
   return 2 * kStepKeys * row_stride<D>();
 }
-template <int D>
+template <int D, int S>
 constexpr size_t smem_bytes() {
-  return size_t(kWarps) * stages<D>() * slot_elems<D>() * sizeof(uint16_t);
+  return size_t(kWarps) * S * slot_elems<D>() * sizeof(uint16_t);
 }
-// After the key loop the ring holds the merge: warp outputs [kWarps][kMaxGroup][D] f32, then the
-// split weights [kMaxGroup][kMaxSplits] f32.
+// After the key loop the ring holds the merge of the warps: [kWarps][kMaxGroup][D] f32.
 template <int D>
 constexpr size_t merge_bytes() {
-  return (size_t(kWarps) * kMaxGroup * D + size_t(kMaxGroup) * kMaxSplits) * sizeof(float);
+  return size_t(kWarps) * kMaxGroup * D * sizeof(float);
 }
 
 // The rounding residuals of a pack_bf16(lo, hi) = p: exact in f32.
@@ -86,15 +92,15 @@ __device__ __forceinline__ uint32_t pack_residual(float lo, float hi, uint32_t p
 // sel_blocks [kv_heads][cap_blocks] / sel_count [kv_heads], or null (dense). gridDim.x == 1:
 // out [n_heads][D]. Else part_o [>= gridDim.x][n_heads][D], part_lse [>= gridDim.x][n_heads]
 // and counters [kv_heads] (zero on entry, zero again on exit), then out.
-template <int D>
+template <int D, int S>
 __global__ void __launch_bounds__(kThreads)
     decode_tc_kernel(KvLayerDev kv, const float* __restrict__ q, float* __restrict__ out,
                      int n_heads, float scale_log2, const PassState* st, const int* sel_blocks,
                      const int* sel_count, float* part_o, float* part_lse, unsigned* counters,
                      int min_split_keys) {
-  constexpr int S = stages<D>(), KS = row_stride<D>(), SE = slot_elems<D>();
+  constexpr int KS = row_stride<D>(), SE = slot_elems<D>();
   constexpr int DK = D / 16;  // k-steps of Q K^T, m-tiles of V^T P^T
-  static_assert(D % 32 == 0 && merge_bytes<D>() <= smem_bytes<D>(), "decode shape");
+  static_assert(D % 32 == 0 && merge_bytes<D>() <= smem_bytes<D, S>(), "decode shape");
   // Programmatic dependent launch: a sparse step reads the selection (the previous kernel's
   // output) from the start, so it waits first. A dense step issues its first copies before it
   // waits (below): the keys before the query's position were written by earlier steps.
@@ -303,7 +309,6 @@ __global__ void __launch_bounds__(kThreads)
 
   // Merge the 4 warps (all 8 head columns; only g < G are read).
   float* const s_o = reinterpret_cast<float*>(dec_smem);  // [kWarps][kMaxGroup][D]
-  float* const s_w = s_o + kWarps * kMaxGroup * D;        // [G][splits]
   __syncthreads();                                        // every warp is done with the ring
 #pragma unroll
   for (int i = 0; i < DK; ++i) {
@@ -345,48 +350,43 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   if (!s_last) return;
   __threadfence();  // the other CTAs' partials are read after their count
-  for (int gg = warp; gg < G; gg += kWarps) {  // weights of head gg's splits, one read each
-    const float* lse = part_lse + size_t(h) * G + gg;
-    float m = -INFINITY, w = 0.f;  // this lane's running max and sum of exp2(lse - m)
-    for (int sp = lane; sp < splits; sp += 32) {
-      const float x = __ldcg(lse + size_t(sp) * n_heads);
-      s_w[gg * splits + sp] = x;
-      if (x > m) {
-        w = w * exp2f(m - x) + 1.f;  // exp2f(-inf) = 0 on the first finite one
-        m = x;
-      } else if (x != -INFINITY) {
-        w += exp2f(x - m);
+  // One pass over the splits: thread i merges 4 adjacent outputs (a float4 of the G heads' G * D)
+  // with online weights 2^(lse - running max), U splits' loads in flight at a time (this tail is
+  // latency-bound: a read of the lses first, then of the partials, took two rounds more).
+  constexpr int U = 16;
+  const int GD4 = G * D / 4;
+  const size_t stride4 = size_t(n_heads) * D / 4;  // float4s from one split's partial to the next
+  const float* lse_h = part_lse + size_t(h) * G;
+  const float4* src4 = reinterpret_cast<const float4*>(part_o + size_t(h) * G * D);
+  float4* out4 = reinterpret_cast<float4*>(out + size_t(h) * G * D);
+  for (int e4 = threadIdx.x; e4 < GD4; e4 += kThreads) {
+    const int gg = e4 / (D / 4);
+    float m = -INFINITY, wsum = 0.f;
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int sp0 = 0; sp0 < splits; sp0 += U) {
+      float x[U];
+      float4 v[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const bool in = sp0 + u < splits;
+        x[u] = in ? __ldcg(lse_h + size_t(sp0 + u) * n_heads + gg) : -INFINITY;
+        v[u] = in ? __ldcg(src4 + size_t(sp0 + u) * stride4 + e4) : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (x[u] == -INFINITY) continue;  // a split that saw no key (its partial is 0)
+        if (x[u] > m) {
+          const float c = exp2f(m - x[u]);  // 0 on the first finite one
+          wsum *= c, acc.x *= c, acc.y *= c, acc.z *= c, acc.w *= c;
+          m = x[u];
+        }
+        const float w = exp2f(x[u] - m);
+        wsum += w;
+        acc.x += w * v[u].x, acc.y += w * v[u].y, acc.z += w * v[u].z, acc.w += w * v[u].w;
       }
     }
-    const float M = warp_max(m);
-    const float W = warp_sum(m == -INFINITY ? 0.f : w * exp2f(m - M));
-    const float inv = W > 0.f ? 1.0f / W : 0.f;
-    __syncwarp();
-    for (int sp = lane; sp < splits; sp += 32) {
-      const float x = s_w[gg * splits + sp];
-      s_w[gg * splits + sp] = M == -INFINITY ? 0.f : exp2f(x - M) * inv;
-    }
-  }
-  __syncthreads();
-  constexpr int PER = kMaxGroup * D / kThreads;  // outputs per thread at most
-  float acc[PER];
-#pragma unroll
-  for (int k = 0; k < PER; ++k) acc[k] = 0.f;
-  const int GD = G * D;
-  const float* src = part_o + size_t(h) * G * D;
-#pragma unroll 8  // several splits' loads in flight per thread: this tail is latency-bound
-  for (int sp = 0; sp < splits; ++sp) {
-    const float* part = src + size_t(sp) * n_heads * D;
-#pragma unroll
-    for (int k = 0; k < PER; ++k) {
-      const int e = threadIdx.x + k * kThreads;
-      if (e < GD) acc[k] += s_w[(e / D) * splits + sp] * __ldcg(part + e);
-    }
-  }
-#pragma unroll
-  for (int k = 0; k < PER; ++k) {
-    const int e = threadIdx.x + k * kThreads;
-    if (e < GD) out[size_t(h) * G * D + e] = acc[k];
+    const float inv = wsum > 0.f ? 1.0f / wsum : 0.f;
+    out4[e4] = make_float4(acc.x * inv, acc.y * inv, acc.z * inv, acc.w * inv);
   }
   if (threadIdx.x == 0) counters[h] = 0u;  // every CTA of the head has counted: ready for reuse
 }
@@ -394,23 +394,38 @@ __global__ void __launch_bounds__(kThreads)
 // Resident CTAs per SM of the D instance (0: it cannot run on this device, e.g. too little shared
 // memory per block), asked once per process after raising its dynamic shared memory limit and
 // asking for the largest shared-memory carveout (its K/V bypass L1 anyway).
-template <int D>
+template <int D, int S>
 int ctas_per_sm() {
   static const int n = [] {
     int b = 0;
-    if (cudaFuncSetAttribute(decode_tc_kernel<D>, cudaFuncAttributePreferredSharedMemoryCarveout,
+    if (cudaFuncSetAttribute(decode_tc_kernel<D, S>,
+                             cudaFuncAttributePreferredSharedMemoryCarveout,
                              int(cudaSharedmemCarveoutMaxShared)) != cudaSuccess)
       (void)cudaGetLastError();  // a preference only
-    if (cudaFuncSetAttribute(decode_tc_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             int(smem_bytes<D>())) != cudaSuccess ||
-        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_tc_kernel<D>, kThreads,
-                                                      smem_bytes<D>()) != cudaSuccess) {
+    if (cudaFuncSetAttribute(decode_tc_kernel<D, S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             int(smem_bytes<D, S>())) != cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, decode_tc_kernel<D, S>, kThreads,
+                                                      smem_bytes<D, S>()) != cudaSuccess) {
       (void)cudaGetLastError();  // not a launch's error
       b = 0;
     }
     return b;
   }();
   return n;
+}
+
+// Which ring a launch takes: RESA_DECODE_RING=shallow (the shallow ring everywhere) or deep (the
+// deep ring everywhere) in the environment, read once per process; by default the deep ring for
+// sparse steps and the shallow one for dense steps.
+enum class Ring { kDefault, kShallow, kDeep };
+Ring ring_choice() {
+  static const Ring r = [] {
+    const char* e = std::getenv("RESA_DECODE_RING");
+    if (e && std::strcmp(e, "shallow") == 0) return Ring::kShallow;
+    if (e && std::strcmp(e, "deep") == 0) return Ring::kDeep;
+    return Ring::kDefault;
+  }();
+  return r;
 }
 
 // Keys a split keeps at least (the kernel uses fewer splits below it): 4 steps of each warp by
@@ -430,7 +445,7 @@ bool decode_supported(int head_dim, int group) {
   if (group < 1 || group > kMaxGroup) return false;
   const cudaError_t e = dispatch_dim<128, 64, 32>(head_dim, [](auto dc) {
     constexpr int D = decltype(dc)::value;
-    return ctas_per_sm<D>() > 0 ? cudaSuccess : cudaErrorInvalidValue;
+    return ctas_per_sm<D, stages<D>()>() > 0 ? cudaSuccess : cudaErrorInvalidValue;
   });
   return e == cudaSuccess;
 }
@@ -451,14 +466,25 @@ cudaError_t decode_launch(const KvLayerDev& kv, const float* q, float* out, int 
   return dispatch_dim<128, 64, 32>(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
     // One wave of resident CTAs: with equal work per CTA a second wave only adds a ramp. A
-    // sparse step reads a tenth of the keys: one CTA per SM, half the partials to combine, read
-    // 256K x 8 KV heads in 36.9 against 39.7 us with two (docs/benchmarks/h200-s11.json,
-    // ab_calls.call2).
-    const int wave = std::max(1, ctas_per_sm<D>() * device_sm_count() / kv.kv_heads);
-    const int ctas = std::min({splits, kMaxSplits, sel ? std::max(1, wave / 2) : wave});
-    return launch(decode_tc_kernel<D>, dim3(ctas, kv.kv_heads), dim3(kThreads), smem_bytes<D>(), s,
-                  kv, q, out, n_heads, scale_log2, st, sel ? sel->blocks : nullptr,
-                  sel ? sel->count : nullptr, part_o, part_lse, counters, min_split_keys());
+    // sparse step reads a tenth of the keys: one CTA per SM, half the partials to combine (with
+    // the shallow ring: 36.9 against 39.7 us with two at 256K x 8 KV heads,
+    // docs/benchmarks/h200-s11.json, ab_calls.call2), and the deep ring where it fits.
+    const Ring ring = ring_choice();
+    const bool deep = (ring == Ring::kDeep || (ring == Ring::kDefault && sel)) &&
+                      ctas_per_sm<D, deep_stages<D>()>() > 0;
+    auto go = [&](auto kernel, int per_sm, size_t smem, bool half) {
+      const int wave = std::max(1, per_sm * device_sm_count() / kv.kv_heads);
+      const int ctas = std::min({splits, kMaxSplits, half ? std::max(1, wave / 2) : wave});
+      return launch(kernel, dim3(ctas, kv.kv_heads), dim3(kThreads), smem, s, kv, q, out,
+                    n_heads, scale_log2, st, sel ? sel->blocks : nullptr,
+                    sel ? sel->count : nullptr, part_o, part_lse, counters, min_split_keys());
+    };
+    if (deep) {
+      constexpr int S = deep_stages<D>();
+      return go(decode_tc_kernel<D, S>, ctas_per_sm<D, S>(), smem_bytes<D, S>(), false);
+    }
+    constexpr int S = stages<D>();
+    return go(decode_tc_kernel<D, S>, ctas_per_sm<D, S>(), smem_bytes<D, S>(), sel != nullptr);
   });
 }
 

@@ -28,6 +28,7 @@
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -285,8 +286,15 @@ cudaError_t prefill_shape(int head_dim, int n, int group, PrefillShape* shape) {
   if (!prefill_supported(head_dim, group) || n < 1) return cudaErrorInvalidValue;
   PrefillShape sh;
   // 128-row CTAs halve the K/V traffic from L2 on long prefill chunks; 64-row CTAs give small
-  // passes (rectification) finer pieces to spread over the SMs.
-  sh.warps = int64_t(n) * group >= 512 ? 8 : 4;
+  // passes finer pieces to spread over the SMs. RESA_PREFILL_ROWS=64 or 128 in the environment
+  // (read once per process) sets the rows where a pass has at least that many.
+  static const int forced_rows = [] {
+    const char* e = std::getenv("RESA_PREFILL_ROWS");
+    const int v = e ? std::atoi(e) : 0;
+    return v == 64 || v == 128 ? v : 0;
+  }();
+  const int64_t rows = int64_t(n) * group;
+  sh.warps = forced_rows && rows >= forced_rows ? forced_rows / 16 : rows >= 512 ? 8 : 4;
   sh.rows = 16 * sh.warps;
   const int qt = sh.rows / group;
   sh.qtiles = (n + qt - 1) / qt;

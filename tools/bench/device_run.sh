@@ -7,9 +7,9 @@
 #   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json), s11
 #   (h200-s11.json), s11ab (that session's A/B calls), s12ab (the sorted-runs selection against
 #   the others), s12 (h200-s12.json), s13ab (the step's fusions and PDL, on and off), s13
-#   (h200-s13.json), tests (the gpu tests alone) or check (tests and a short timing after a
-#   refactor). h200-sparse-ab.json came from tools/bench/device_run_sparse.sh of commit 7533ecd
-#   (an A/B of kernels since removed).
+#   (h200-s13.json), s14ab (session 14's A/B calls), tests (the gpu tests alone) or check (tests
+#   and a short timing after a refactor). h200-sparse-ab.json came from
+#   tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of kernels since removed).
 set -uo pipefail
 run="${1:?RUN}" out="${2:?OUT_DIR}"
 mkdir -p "$out"
@@ -206,11 +206,40 @@ case "$run" in
       --prefill-tokens 0 --json "$out/e2e_1p5b_nopdl.json"
     step torch_baseline 150 python3 tools/bench/torch_baseline.py --contexts 4096,262144 \
       --prefill-tokens 32768 --json "$out/torch_baseline.json" ;;
+  s14ab)  # session 14: the sparse step's deep ring (RESA_DECODE_RING), the one-pass combine, the
+    # rectification's 128-row CTAs (RESA_PREFILL_ROWS) and the folded rectification
+    for v in deep shallow; do
+      step test_attention_ring_$v 120 env RESA_DECODE_RING=$v build-gpu/tests/test_gpu_kernels \
+        attention_matches_cpu
+    done
+    for v in default shallow deep; do
+      case $v in default) e=();; *) e=(RESA_DECODE_RING=$v);; esac
+      step ops_$v 90 env "${e[@]}" $bench --op attention --contexts 4096,32768,131072,262144 \
+        --repeats 50 --json "$out/ops_$v.json"
+    done
+    for rows in 64 128; do
+      step prefill_rows$rows 60 env RESA_PREFILL_ROWS=$rows $bench --op prefill --repeats 20 \
+        --json "$out/prefill_rows$rows.json"
+    done
+    step e2e_8b 120 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,32768,262144 \
+      --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json"
+    step e2e_8b_fold 60 $bench --random-weights llama-3.1-8b --device cuda --contexts 262144 \
+      --modes resa --fold-rectification --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_8b_fold.json"
+    step e2e_8b_shallow 60 env RESA_DECODE_RING=shallow $bench --random-weights llama-3.1-8b \
+      --device cuda --contexts 262144 --modes sparse,resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_8b_shallow.json"
+    step e2e_8b_rows128 60 env RESA_PREFILL_ROWS=128 $bench --random-weights llama-3.1-8b \
+      --device cuda --contexts 262144 --modes resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_8b_rows128.json"
+    step e2e_1p5b 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
+      --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_1p5b.json" ;;
   tests) ;;  # the gpu tests above alone
   check)  # after a refactor: the gpu tests above, and a short timing to compare with s10
     step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
     step e2e_8b 80 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
       --modes dense,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json" ;;
-  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, s12, s13ab, s13, tests, check)" >&2; exit 2 ;;
+  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, s12, s13ab, s13, s14ab, tests, check)" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"
