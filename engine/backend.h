@@ -58,9 +58,9 @@ class Backend {
   // returns true: the whole pass ran. Otherwise returns false and the caller issues the ops
   // between begin_record and end_record, which may record them.
   virtual bool replay(KvCache&, const std::string& /*key*/) { return false; }
-  // Appended to a sparse decode step's key: what the backend's kernels for the pass begun last
-  // depend on besides the key (a recorded step is replayed while the context grows).
-  virtual std::string sparse_step_variant() const { return {}; }
+  // Appended to a decode step's key: what the backend's kernels for the pass begun last depend
+  // on besides the key (a recorded step is replayed while the context grows).
+  virtual std::string step_variant(bool /*sparse*/) const { return {}; }
   virtual void begin_record(KvCache&, const std::string& /*key*/) {}
   virtual void end_record(KvCache&) {}
 
@@ -128,6 +128,9 @@ class Backend {
     rope_qk(q, k, n, heads, kv_heads, head_dim, inv_freq);
     kv_write(kv, layer, k, v);
   }
+  // A hint that w is read soon after the next select_blocks(): a backend may load it into a
+  // cache while the selection leaves memory idle. No effect on results.
+  virtual void prefetch_after_selection(const WeightView& /*w*/) {}
   // ReSA selection of a decode step (n == 1) for one layer, RESA.md steps 3-6: the group-mean
   // query of each KV head, block scores, the top blocks with sink and local. Kept by the
   // backend for the next sparse attention(). With count_hits, every selected block is counted

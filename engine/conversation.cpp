@@ -238,9 +238,11 @@ GenerationResult Conversation::generate(const GenerateOptions& opt, const EventS
     if (opt.mode == DecodeMode::kDense) {
       model_.forward(&tokens_[p], 1, p, *kv_, nullptr, logits_.data(), &fs);
       if (rectified_upto_ == p) rectified_upto_ = p + 1;
-    } else if (resa && rp.fold_rectification && due >= rp.rectify_every) {
-      // Rectification folded into this step: one dense pass over [pending f tokens + new one]
-      // rewrites their K/V and yields the new token's logits.
+    } else if (resa && rp.fold_rectification && due + 1 >= rp.rectify_every) {
+      // Rectification folded into the step that completes f tokens: one dense pass over them
+      // (the f - 1 pending and the new one) rewrites their K/V and yields the new token's
+      // logits. Every f tokens, f tokens, as in the reference schedule (a pass of f + 1 tokens
+      // would also cost a third query tile of the GPU's prefill attention at f = 32).
       const int r0 = rectified_upto_;
       model_.forward(&tokens_[r0], p + 1 - r0, r0, *kv_, nullptr, logits_.data(), nullptr);
       fs.kv_tokens_read = fs.kv_tokens_dense = int64_t(cfg.num_layers) * cfg.num_kv_heads * (p + 1);
@@ -250,7 +252,7 @@ GenerationResult Conversation::generate(const GenerateOptions& opt, const EventS
       ++st.rectifications;
       st.rectify_ms += ms;
       ev.rectified = true;
-      if (sink) sink(RectificationEvent{r0, p - r0, ms, true});
+      if (sink) sink(RectificationEvent{r0, p + 1 - r0, ms, true});
     } else {
       model_.forward(&tokens_[p], 1, p, *kv_, &rp, logits_.data(), &fs, hits);
       if (resa && p + 1 - rectified_upto_ >= rp.rectify_every) {

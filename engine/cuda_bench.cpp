@@ -239,6 +239,7 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
   }
   if (all || op == "attention" || op == "selection") {
     using resa::cuda::DecodeKernel;
+    using resa::cuda::DecodeRing;
     using resa::cuda::TopkKernel;
     const int d = head_dim;
     for (int ctx : contexts) {
@@ -308,11 +309,14 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
         ck(resa::cuda::select_blocks(L, q.as<float>(), heads, scale, sp, state, sel, sms, x, tk),
            "select");
       };
+      // The ring the engine takes for this context unless one is given.
       auto decode = [&](const resa::cuda::KvLayerDev& L, cudaStream_t x, bool sparse,
-                        DecodeKernel dk, int n_splits = 0) {
+                        DecodeKernel dk, int n_splits = 0,
+                        DecodeRing ring = DecodeRing::kAuto) {
+        if (ring == DecodeRing::kAuto) ring = resa::cuda::decode_ring_for(ctx, sparse);
         ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale, state,
                                         sparse ? &sel : nullptr, n_splits ? n_splits : splits,
-                                        ws.as<float>(), x, dk),
+                                        ws.as<float>(), x, dk, ring),
            "decode");
       };
       // Every decode kernel that takes the shape ("", the default one; "_simt", "_fast").
@@ -327,6 +331,19 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       for (const Variant& v : variants)
         add(timed([&](cudaStream_t x) { decode(layer(), x, false, v.kernel); }),
             std::string("attn_dense") + v.suffix, kv_bytes);
+      // The tensor-core kernel on each ring, dense and sparse (the default rows take the
+      // engine's choice, decode_ring_for).
+      if (resa::cuda::decode_supported(d, heads / kv_heads, DecodeKernel::kFast))
+        for (const auto& [suffix, ring] : {std::pair{"_shallow", DecodeRing::kShallow},
+                                           std::pair{"_deep", DecodeRing::kDeep}})
+          for (const bool sparse : {false, true})
+            add(timed([&, ring = ring, sparse](cudaStream_t x) {
+                  const resa::cuda::KvLayerDev& L = layer();
+                  if (sparse) select(L, x, TopkKernel::kAuto);
+                  decode(L, x, sparse, DecodeKernel::kFast, 0, ring);
+                }),
+                std::string(sparse ? "sparse_step" : "attn_dense") + suffix,
+                sparse ? sparse_kv + summ_bytes : kv_bytes);
       add(timed([&](cudaStream_t x) {
             ck(resa::cuda::block_scores(layer(), q.as<float>(), heads, scale, state, sel.scores,
                                         sms, x),

@@ -193,8 +193,9 @@ void Model::forward(const int* tokens, int n, int pos0, KvCache& kv, const ResaP
     if (sparse) {
       const ResaParams& p = *sparse;
       key += " sparse " + std::to_string(p.ratio) + " " + std::to_string(p.min_blocks) + " " +
-             std::to_string(p.local) + " " + std::to_string(int(p.sink)) + b.sparse_step_variant();
+             std::to_string(p.local) + " " + std::to_string(int(p.sink));
     }
+    key += b.step_variant(sparse != nullptr);
   }
   if (key.empty() || !b.replay(kv, key)) {
     if (!key.empty()) b.begin_record(kv, key);
@@ -241,6 +242,7 @@ void Model::layers_and_logits(int n, KvCache& kv, const ResaParams* sparse, bool
                         {{&w.wq, &w.bq, q}, {&w.wk, &w.bk, k}, {&w.wv, &w.bv, v}});
     b.rope_kv_write(kv, l, q, k, v, n, c.num_heads, c.num_kv_heads, c.head_dim,
                     inv_freq_buf_.f32());
+    if (sparse) b.prefetch_after_selection(w.wo);  // read right after the sparse attention
     attention_layer(l, n, kv, sparse, count_hits);
     b.linear_residual(att, n, w.wo, tmp, x);
     // MLP block: norm, gate/up, SiLU * up, down, residual.

@@ -496,12 +496,17 @@ class TestGpuKernels : public QObject {
     // ranges per split) and one split, twice in a row on the same workspace (the fused combine's
     // counters must be back at zero); the output poisoned before each call, its guard bytes
     // checked after. The 3-split layout's counters lie inside the engine layout's partials:
-    // initialised before its calls.
+    // initialised before its calls. The tensor-core kernel on both of its rings.
     using resa::cuda::DecodeKernel;
+    using resa::cuda::DecodeRing;
     auto each_decode = [&](const resa::cuda::SelectionDev* sd, const char* what) {
-      for (const DecodeKernel kern : {DecodeKernel::kSimt, DecodeKernel::kFast}) {
+      for (const auto& [kern, ring] : {std::pair{DecodeKernel::kSimt, DecodeRing::kAuto},
+                                       std::pair{DecodeKernel::kFast, DecodeRing::kShallow},
+                                       std::pair{DecodeKernel::kFast, DecodeRing::kDeep}}) {
         if (!resa::cuda::decode_supported(d, group, kern)) continue;
-        const char* kname = kern == DecodeKernel::kSimt ? "simt" : "fast";
+        const char* kname = kern == DecodeKernel::kSimt     ? "simt"
+                            : ring == DecodeRing::kShallow ? "fast (shallow ring)"
+                                                           : "fast (deep ring)";
         for (const int sp : {splits, 3, 1}) {
           if (sp == 3 &&
               resa::cuda::decode_workspace_init(ws.get(), heads, d, sp, nullptr) != cudaSuccess)
@@ -509,7 +514,7 @@ class TestGpuKernels : public QObject {
           for (int rep = 0; rep < 2; ++rep) {
             cudaMemset(dout.get(), 0xff, dout_bytes);
             if (resa::cuda::attention_decode(kv.dev, dq.get(), dout.get(), heads, scale, st.get(),
-                                             sd, sp, ws.get(), nullptr, kern) != cudaSuccess)
+                                             sd, sp, ws.get(), nullptr, kern, ring) != cudaSuccess)
               return QString("%1 %2 decode launch failed").arg(what, kname);
             const std::vector<float> g = dout.take();
             const double err = rel_l2(g.data(), ref.data(), ref.size());

@@ -76,7 +76,7 @@ SettingsDialog::SettingsDialog(QWidget* parent) : QDialog(parent) {
   rectifyEvery_ =
       intBox(0, 4096, tr("f: generated tokens between dense rectifications"), tr("never"));
   fold_ = new QCheckBox(tr("Fold each rectification into a decode step"));
-  fold_->setToolTip(tr("One dense pass over the f tokens and the new token (saves a step)"));
+  fold_->setToolTip(tr("Every f-th step is one dense pass over the last f tokens (saves a step)"));
   rf->addRow(tr("Rectify every"), rectifyEvery_);
   rf->addRow(QString(), fold_);
   rl->addWidget(rect);

@@ -277,7 +277,7 @@ int main(int argc, char** argv) {
             const bool sparse = *mode != resa::DecodeMode::kDense;
             const bool resa_mode = *mode == resa::DecodeMode::kResa && rp.rectify_every > 0;
             double rect = 0;
-            if (resa_mode && rp.fold_rectification && pos - rectified >= rp.rectify_every) {
+            if (resa_mode && rp.fold_rectification && pos + 1 - rectified >= rp.rectify_every) {
               model->forward(&toks[rectified], pos + 1 - rectified, rectified, *kv, nullptr,
                              logits.data(), nullptr);
               fs.kv_tokens_read = fs.kv_tokens_dense =

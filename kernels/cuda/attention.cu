@@ -614,6 +614,10 @@ int decode_splits(int kv_heads, int sm_count) {
   return s < 1 ? 1 : (s > 128 ? 128 : s);
 }
 
+DecodeRing decode_ring_for(int ctx, bool sparse) {
+  return !sparse && ctx <= 65536 ? DecodeRing::kDeep : DecodeRing::kShallow;
+}
+
 size_t decode_workspace_floats(int n_heads, int head_dim, int splits) {
   // Partials and their log2-sum-exp, then one counter per head (at least one per KV head).
   return size_t(splits) * n_heads * (head_dim + 1) + size_t(n_heads);
@@ -650,12 +654,14 @@ bool decode_use_fast(DecodeKernel kernel, int head_dim, int group) {
 
 cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, int n_heads,
                              float scale, const PassState* st, const SelectionDev* sel, int splits,
-                             float* workspace, cudaStream_t s, DecodeKernel kernel) {
+                             float* workspace, cudaStream_t s, DecodeKernel kernel,
+                             DecodeRing ring) {
   if (kv.kv_heads < 1 || n_heads % kv.kv_heads || splits < 1) return cudaErrorInvalidValue;
   const int group = n_heads / kv.kv_heads;
   if (!attention_supported(kv.head_dim, group)) return cudaErrorInvalidValue;
   if (decode_use_fast(kernel, kv.head_dim, group))
-    return fast::decode_launch(kv, q, out, n_heads, scale * kLog2e, st, sel, splits, workspace, s);
+    return fast::decode_launch(kv, q, out, n_heads, scale * kLog2e, st, sel, splits, workspace,
+                               ring, s);
   float* part_o = workspace;
   float* part_lse = workspace + size_t(splits) * n_heads * kv.head_dim;
   const cudaError_t e = dispatch_dim<128, 64, 32, 16>(kv.head_dim, [&](auto dc) {

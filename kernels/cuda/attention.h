@@ -33,6 +33,11 @@ struct SelectionDev {
   // selections' histograms, barriers and sorted runs (TopkKernel::kFused, kSorted); every call
   // leaves them ready for the next.
   uint32_t* work = nullptr;
+  // Bytes the kernels read soon after this selection (the next GEMV's weights), or null: the
+  // fused and register top-k kernels ask for them to be loaded into L2 once the scores are read,
+  // while their passes leave memory idle (sm_90+; a hint, no effect on results).
+  const void* l2_prefetch = nullptr;
+  size_t l2_prefetch_bytes = 0;
 };
 
 // The fused selections' workspace: kSelectWorkPerHead words per KV head, of which the first
@@ -80,6 +85,20 @@ cudaError_t summaries_recompute(const KvLayerDev& kv, int first, int last, int t
 //          where it does not apply).
 // kFast where it does not apply fails with cudaErrorInvalidValue.
 enum class DecodeKernel { kAuto, kSimt, kFast };
+// kFast's shared-memory ring of K/V copies (kernels/cuda/decode.cu).
+//   kShallow: 3 slots of 16 keys per warp for head_dim 128, 2 CTAs per SM, a wave of CTAs per KV
+//             head (half a wave for a sparse step).
+//   kDeep:    twice the slots, 1 CTA per SM (where the device has the shared memory; else
+//             kShallow). On an H200 the dense read of 32K keys x 8 KV heads took 38.1 us against
+//             41.1 with kShallow, and 136.3 against 135.4 us at 128K; a sparse read at 256K 37.1
+//             against 35.6 (docs/benchmarks/h200-s14.json).
+//   kAuto:    kShallow.
+// RESA_DECODE_RING=shallow or =deep in the environment (read once per process) overrides every
+// choice.
+enum class DecodeRing { kAuto, kShallow, kDeep };
+// The ring for a decode step over a context of ctx keys: kDeep for a dense step up to 65,536 keys,
+// else kShallow. The choice is the host's (a recorded step keys on it).
+DecodeRing decode_ring_for(int ctx, bool sparse);
 // Whether attention_decode takes the shape with this kernel (kAuto: with either).
 bool decode_supported(int head_dim, int group, DecodeKernel kernel = DecodeKernel::kAuto);
 
@@ -102,7 +121,8 @@ cudaError_t decode_workspace_init(float* workspace, int n_heads, int head_dim, i
 cudaError_t attention_decode(const KvLayerDev& kv, const float* q, float* out, int n_heads,
                              float scale, const PassState* st, const SelectionDev* sel, int splits,
                              float* workspace, cudaStream_t s,
-                             DecodeKernel kernel = DecodeKernel::kAuto);
+                             DecodeKernel kernel = DecodeKernel::kAuto,
+                             DecodeRing ring = DecodeRing::kAuto);
 // The kernel behind attention_prefill.
 //   kTensorCore: FlashAttention-2 on the tensor cores (mma.sync bf16 -> f32, sm_80+) for
 //                head_dim 64 and 128 (prefill_tc_supported). Q is rounded to bf16 after the

@@ -50,10 +50,9 @@ constexpr int kStepKeys = 16;    // keys per warp step: one k-step of P V, two n
 constexpr int kMaxSplits = 128;  // CTAs per KV head at most
 constexpr int kMaxGroup = 8;     // heads per KV head: the mma's n dimension
 
-// Ring slots per warp. Shallow: about 26 KB of K/V per warp, 2 CTAs per SM on H100 / H200 (a
-// dense step's wave). Deep: about 205 KB per CTA, one CTA per SM with twice the copies in flight
-// per warp (a sparse step runs on one CTA per SM, where the shallow ring left each SM 2 steps of
-// 8 KB per warp in flight).
+// Ring slots per warp (DecodeRing, attention.h). Shallow: about 26 KB of K/V per warp, 2 CTAs
+// per SM on H100 / H200. Deep: about 205 KB per CTA, one CTA per SM with twice the copies in
+// flight per warp and half the CTAs, so half the partials to combine.
 template <int D>
 constexpr int stages() {
   return D == 128 ? 3 : D == 64 ? 5 : 9;
@@ -145,6 +144,9 @@ __global__ void __launch_bounds__(kThreads)
   const uint16_t* kg = kv.k + size_t(h) * kv.capacity * D;
   const uint16_t* vg = kv.v + size_t(h) * kv.capacity * D;
   uint16_t* const ring = reinterpret_cast<uint16_t*>(dec_smem) + size_t(warp) * S * SE;
+  // K/V are read once per step: evict-first in L2, so that they do not push out the weights the
+  // selection prefetched for the GEMV after this kernel (SelectionDev::l2_prefetch).
+  const uint64_t stream_policy = l2_evict_first_policy();
   // i / bs as umulhi(i, magic) plus at most one correction (magic = floor((2^32 - 1) / bs)
   // underestimates the quotient by at most 1 for i < 2^31).
   const uint32_t magic = sparse ? 0xffffffffu / uint32_t(bs) : 0u;
@@ -185,8 +187,8 @@ __global__ void __launch_bounds__(kThreads)
       const int r = j * RPI + crow;
       const int pr = __shfl_sync(0xffffffffu, pos, r);
       const size_t src = size_t(pr >= 0 ? pr : 0) * D + chunk;
-      cp_async16(smem_u32(sk + r * KS + chunk), kg + src, pr >= 0);
-      cp_async16(smem_u32(sv + r * KS + chunk), vg + src, pr >= 0);
+      cp_async16(smem_u32(sk + r * KS + chunk), kg + src, pr >= 0, stream_policy);
+      cp_async16(smem_u32(sv + r * KS + chunk), vg + src, pr >= 0, stream_policy);
     }
     const uint32_t vm = __ballot_sync(0xffffffffu, ok);  // bits r and r + 16: row r
     if (lane == 0) s_mask[warp][slot] = vm & 0xffffu;
@@ -414,18 +416,16 @@ int ctas_per_sm() {
   return n;
 }
 
-// Which ring a launch takes: RESA_DECODE_RING=shallow (the shallow ring everywhere) or deep (the
-// deep ring everywhere) in the environment, read once per process; by default the deep ring for
-// sparse steps and the shallow one for dense steps.
-enum class Ring { kDefault, kShallow, kDeep };
-Ring ring_choice() {
-  static const Ring r = [] {
+// The ring a launch asked for with `ring` takes: RESA_DECODE_RING=shallow or =deep in the
+// environment (read once per process) overrides it; kAuto is the shallow ring.
+bool deep_ring(DecodeRing ring) {
+  static const DecodeRing forced = [] {
     const char* e = std::getenv("RESA_DECODE_RING");
-    if (e && std::strcmp(e, "shallow") == 0) return Ring::kShallow;
-    if (e && std::strcmp(e, "deep") == 0) return Ring::kDeep;
-    return Ring::kDefault;
+    if (e && std::strcmp(e, "shallow") == 0) return DecodeRing::kShallow;
+    if (e && std::strcmp(e, "deep") == 0) return DecodeRing::kDeep;
+    return DecodeRing::kAuto;
   }();
-  return r;
+  return (forced != DecodeRing::kAuto ? forced : ring) == DecodeRing::kDeep;
 }
 
 // Keys a split keeps at least (the kernel uses fewer splits below it): 4 steps of each warp by
@@ -452,7 +452,7 @@ bool decode_supported(int head_dim, int group) {
 
 cudaError_t decode_launch(const KvLayerDev& kv, const float* q, float* out, int n_heads,
                           float scale_log2, const PassState* st, const SelectionDev* sel,
-                          int splits, float* workspace, cudaStream_t s) {
+                          int splits, float* workspace, DecodeRing ring, cudaStream_t s) {
   if (kv.kv_heads < 1 || n_heads % kv.kv_heads ||
       !decode_supported(kv.head_dim, n_heads / kv.kv_heads) || splits < 1 ||
       (splits > 1 && !workspace))
@@ -466,12 +466,10 @@ cudaError_t decode_launch(const KvLayerDev& kv, const float* q, float* out, int 
   return dispatch_dim<128, 64, 32>(kv.head_dim, [&](auto dc) {
     constexpr int D = decltype(dc)::value;
     // One wave of resident CTAs: with equal work per CTA a second wave only adds a ramp. A
-    // sparse step reads a tenth of the keys: one CTA per SM, half the partials to combine (with
-    // the shallow ring: 36.9 against 39.7 us with two at 256K x 8 KV heads,
-    // docs/benchmarks/h200-s11.json, ab_calls.call2), and the deep ring where it fits.
-    const Ring ring = ring_choice();
-    const bool deep = (ring == Ring::kDeep || (ring == Ring::kDefault && sel)) &&
-                      ctas_per_sm<D, deep_stages<D>()>() > 0;
+    // sparse step reads a tenth of the keys: on the shallow ring, half a wave, one CTA per SM
+    // and half the partials to combine (36.9 against 39.7 us with two at 256K x 8 KV heads,
+    // docs/benchmarks/h200-s11.json, ab_calls.call2).
+    const bool deep = deep_ring(ring) && ctas_per_sm<D, deep_stages<D>()>() > 0;
     auto go = [&](auto kernel, int per_sm, size_t smem, bool half) {
       const int wave = std::max(1, per_sm * device_sm_count() / kv.kv_heads);
       const int ctas = std::min({splits, kMaxSplits, half ? std::max(1, wave / 2) : wave});

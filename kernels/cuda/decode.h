@@ -13,7 +13,7 @@ namespace resa::cuda::fast {
 bool decode_supported(int head_dim, int group);
 
 // Grid (CTAs per KV head, kv.kv_heads) with CTAs per KV head = min(splits, 128, one wave of
-// resident CTAs / kv_heads; half a wave when sparse); on the device, CTAs past ceil(keys / 256)
+// resident CTAs / kv_heads; half a wave when sparse on the shallow ring); on the device, CTAs past ceil(keys / 256)
 // (the context, or the selected blocks' keys) leave at once. One CTA in use per head: writes out
 // [n_heads][head_dim] directly. More: each CTA writes its normalised partial and log2-sum-exp into
 // the workspace laid out for `splits` (decode_workspace_floats), and the last CTA of each KV head
@@ -21,6 +21,6 @@ bool decode_supported(int head_dim, int group);
 // into out.
 cudaError_t decode_launch(const KvLayerDev& kv, const float* q, float* out, int n_heads,
                           float scale_log2, const PassState* st, const SelectionDev* sel,
-                          int splits, float* workspace, cudaStream_t s);
+                          int splits, float* workspace, DecodeRing ring, cudaStream_t s);
 
 }  // namespace resa::cuda::fast

@@ -82,6 +82,25 @@ __device__ __forceinline__ void load_keys(uint32_t (&key)[KPT], const float* sco
   }
 }
 
+// This CTA's share of sel.l2_prefetch (the grid's CTAs split it evenly), asked of L2 by one
+// thread with bulk prefetches of up to 64 KB: the bytes come in while the radix passes, bound by
+// latency, leave memory idle.
+__device__ __forceinline__ void l2_prefetch_share(const SelectionDev& sel) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (!sel.l2_prefetch || threadIdx.x != 0) return;
+  const size_t bytes = sel.l2_prefetch_bytes / 16 * 16;  // whole 16-byte units
+  const size_t ctas = size_t(gridDim.x) * gridDim.y, me = size_t(blockIdx.y) * gridDim.x + blockIdx.x;
+  const size_t per = (bytes / 16 + ctas - 1) / ctas * 16;
+  const char* base = static_cast<const char*>(sel.l2_prefetch);
+  for (size_t at = me * per, end = min(bytes, at + per); at < end; at += 65536) {
+    const uint32_t n = uint32_t(min(end - at, size_t(65536)));
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(base + at), "r"(n) : "memory");
+  }
+#else
+  (void)sel;
+#endif
+}
+
 // The single-CTA select's exchange with other CTAs: none.
 struct Alone {
   template <int KPT>
@@ -245,6 +264,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int lim = nb - tid;
   const int rows = min(KPT, (nb + kThreads - 1) / kThreads);  // rows holding a block < nb
   if (tid == 0) sel.count[h] = k;
+  l2_prefetch_share(sel);
   if (k <= 0) return;
   if (k >= nb) return write_all<KPT>(h, rows, lim, 0, kv, sel);
   uint32_t key[KPT];
@@ -367,6 +387,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                                  [&](int b, float sc) { scores[b] = sc; });
     __syncthreads();  // the CTA's scores are written before its threads read them back
   }
+  l2_prefetch_share(sel);
   const int k = selection_size(nb, p);
   const int lim = count - tid;
   const int rows = min(KPT, (count + kThreads - 1) / kThreads);

@@ -7,8 +7,8 @@
 #   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json), s11
 #   (h200-s11.json), s11ab (that session's A/B calls), s12ab (the sorted-runs selection against
 #   the others), s12 (h200-s12.json), s13ab (the step's fusions and PDL, on and off), s13
-#   (h200-s13.json), s14ab (session 14's A/B calls), tests (the gpu tests alone) or check (tests
-#   and a short timing after a refactor). h200-sparse-ab.json came from
+#   (h200-s13.json), s14ab (session 14's A/B calls), s14 (h200-s14.json), tests (the gpu tests
+#   alone) or check (tests and a short timing after a refactor). h200-sparse-ab.json came from
 #   tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of kernels since removed).
 set -uo pipefail
 run="${1:?RUN}" out="${2:?OUT_DIR}"
@@ -235,11 +235,38 @@ case "$run" in
     step e2e_1p5b 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
       --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
       --json "$out/e2e_1p5b.json" ;;
+  s14)  # session 14's tree: kernels on both rings, the step with and without the o_proj prefetch
+    # into L2, the folded rectification, the R1-1.5B shape and PyTorch (h200-s14.json)
+    step test_gpu_model_nol2 100 env RESA_L2_PREFETCH=0 RESA_FUSED_SELECT_MIN_BLOCKS=0 \
+      build-gpu/tests/test_gpu_model
+    step ops 120 $bench --op attention --contexts 4096,32768,131072,262144 --repeats 50 \
+      --json "$out/ops.json"
+    step prefill 60 $bench --op prefill --repeats 20 --json "$out/prefill.json"
+    step e2e_8b 150 $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --repeats 128 \
+      --prefill-tokens 32768 --json "$out/e2e_8b.json"
+    step e2e_8b_fold 90 $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 32768,131072,262144 --modes resa --fold-rectification --repeats 128 \
+      --prefill-tokens 0 --json "$out/e2e_8b_fold.json"
+    step e2e_8b_nol2 90 env RESA_L2_PREFETCH=0 $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 131072,262144 --modes sparse,resa --fold-rectification --repeats 128 \
+      --prefill-tokens 0 --json "$out/e2e_8b_nol2.json"
+    step e2e_8b_l2 90 $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 131072,262144 --modes sparse --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_8b_l2.json"
+    step e2e_1p5b 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
+      --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_1p5b.json"
+    step e2e_1p5b_fold 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
+      --contexts 262144 --modes resa --fold-rectification --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_1p5b_fold.json"
+    step torch_baseline 150 python3 tools/bench/torch_baseline.py --contexts 4096,32768,262144 \
+      --prefill-tokens 32768 --json "$out/torch_baseline.json" ;;
   tests) ;;  # the gpu tests above alone
   check)  # after a refactor: the gpu tests above, and a short timing to compare with s10
     step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
     step e2e_8b 80 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
       --modes dense,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json" ;;
-  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, s12, s13ab, s13, s14ab, tests, check)" >&2; exit 2 ;;
+  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, s12, s13ab, s13, s14ab, s14, tests, check)" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"
