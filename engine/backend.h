@@ -128,9 +128,6 @@ class Backend {
     rope_qk(q, k, n, heads, kv_heads, head_dim, inv_freq);
     kv_write(kv, layer, k, v);
   }
-  // A hint that w is read soon after the next select_blocks(): a backend may load it into a
-  // cache while the selection leaves memory idle. No effect on results.
-  virtual void prefetch_after_selection(const WeightView& /*w*/) {}
   // ReSA selection of a decode step (n == 1) for one layer, RESA.md steps 3-6: the group-mean
   // query of each KV head, block scores, the top blocks with sink and local. Kept by the
   // backend for the next sparse attention(). With count_hits, every selected block is counted

@@ -16,7 +16,6 @@
 #include <cstring>
 #include <sstream>
 #include <unordered_map>
-#include <utility>
 
 #include "engine/error.h"
 #include "kernels/cuda/attention.h"
@@ -425,11 +424,6 @@ class CudaBackend final : public Backend {
     check(cuda::rope_kv_write_one(kv_->layer(layer), q, heads, k, v, state(), inv_freq, stream_),
           "rope_kv_write");
   }
-  void prefetch_after_selection(const WeightView& w) override {
-    if (n_ != 1 || !l2_prefetch()) return;
-    prefetch_ = bf16(w);
-    prefetch_bytes_ = size_t(w.rows) * size_t(w.cols) * 2;
-  }
   void select_blocks(KvCache&, int layer, const float* q, int n_heads, float scale,
                      const ResaParams& p, bool count_hits) override {
     cuda::SelectParams sp;
@@ -438,8 +432,6 @@ class CudaBackend final : public Backend {
     sp.local = p.local;
     sp.sink = p.sink;
     sel_ = kv_->selection(count_hits);
-    sel_.l2_prefetch = std::exchange(prefetch_, nullptr);
-    sel_.l2_prefetch_bytes = std::exchange(prefetch_bytes_, 0);
     check(cuda::select_blocks(
               kv_->layer(layer), q, n_heads, scale, sp, state(), sel_, sm_count(), stream_,
               fused_select() ? cuda::TopkKernel::kAuto : cuda::TopkKernel::kRegisters),
@@ -580,18 +572,6 @@ class CudaBackend final : public Backend {
 
   // The decode attention's ring for this pass (cuda::decode_ring_for, by the context's length).
   cuda::DecodeRing decode_ring(bool sparse) const { return cuda::decode_ring_for(ctx_end_, sparse); }
-
-  // Whether a sparse step's selection loads the o_proj weights into L2 while its top-k passes
-  // leave memory idle (on unless RESA_L2_PREFETCH=0, read once per process).
-  static bool l2_prefetch() {
-    static const bool on = [] {
-      const char* e = std::getenv("RESA_L2_PREFETCH");
-      return !(e && std::strcmp(e, "0") == 0);
-    }();
-    return on;
-  }
-  const void* prefetch_ = nullptr;  // prefetch_after_selection's weights, for the next selection
-  size_t prefetch_bytes_ = 0;
 
   // Whether a decode step fuses each RMSNorm into the GEMV after it and rope into kv_write (on
   // unless RESA_STEP_FUSION=0, read once per process, which measures the unfused step): 97 fewer

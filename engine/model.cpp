@@ -242,7 +242,6 @@ void Model::layers_and_logits(int n, KvCache& kv, const ResaParams* sparse, bool
                         {{&w.wq, &w.bq, q}, {&w.wk, &w.bk, k}, {&w.wv, &w.bv, v}});
     b.rope_kv_write(kv, l, q, k, v, n, c.num_heads, c.num_kv_heads, c.head_dim,
                     inv_freq_buf_.f32());
-    if (sparse) b.prefetch_after_selection(w.wo);  // read right after the sparse attention
     attention_layer(l, n, kv, sparse, count_hits);
     b.linear_residual(att, n, w.wo, tmp, x);
     // MLP block: norm, gate/up, SiLU * up, down, residual.

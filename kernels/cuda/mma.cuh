@@ -22,11 +22,14 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool v
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes)
                : "memory");
 }
-// An L2 cache policy for bytes read once: their lines are the first evicted, so a stream of them
-// does not push out what was prefetched for the kernels after it (createpolicy, sm_80+).
-__device__ __forceinline__ uint64_t l2_evict_first_policy() {
+// An L2 cache policy (createpolicy, sm_80+): evict-first for bytes read once (their lines are
+// the first evicted), else evict-normal (the default of a plain load).
+__device__ __forceinline__ uint64_t l2_stream_policy(bool evict_first) {
   uint64_t p;
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+  if (evict_first)
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+  else
+    asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(p));
   return p;
 }
 // cp_async16 with an L2 cache policy.
