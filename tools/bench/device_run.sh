@@ -7,8 +7,8 @@
 #   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json), s11
 #   (h200-s11.json), s11ab (that session's A/B calls), s12ab (the sorted-runs selection against
 #   the others), s12 (h200-s12.json), s13ab (the step's fusions and PDL, on and off), s13
-#   (h200-s13.json), s14ab (session 14's A/B calls), s14 (h200-s14.json), tests (the gpu tests
-#   alone) or check (tests and a short timing after a refactor). h200-sparse-ab.json came from
+#   (h200-s13.json), s14ab and s14c (session 14's A/B calls), s14 (h200-s14.json), tests (the
+#   gpu tests alone) or check (tests and a short timing after a refactor). h200-sparse-ab.json came from
 #   tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of kernels since removed).
 set -uo pipefail
 run="${1:?RUN}" out="${2:?OUT_DIR}"
@@ -262,11 +262,31 @@ case "$run" in
       --json "$out/e2e_1p5b_fold.json"
     step torch_baseline 150 python3 tools/bench/torch_baseline.py --contexts 4096,32768,262144 \
       --prefill-tokens 32768 --json "$out/torch_baseline.json" ;;
+  s14c)  # session 14: the cluster top-k (RESA_TOPK_KERNEL=cluster, RESA_TOPK_CLUSTER) and the K/V
+    # copies' evict-first policy (RESA_KV_EVICT_FIRST), kernels and end to end
+    step test_gpu_model_cluster 100 env RESA_TOPK_KERNEL=cluster build-gpu/tests/test_gpu_model
+    step ops 120 $bench --op attention --contexts 4096,32768,131072,262144 --repeats 50 \
+      --json "$out/ops.json"
+    step ops_c16 90 env RESA_TOPK_CLUSTER=16 $bench --op attention --contexts 32768,262144 \
+      --repeats 50 --json "$out/ops_c16.json"
+    step ops_c4 90 env RESA_TOPK_CLUSTER=4 $bench --op attention --contexts 32768,262144 \
+      --repeats 50 --json "$out/ops_c4.json"
+    for v in default cluster noevict; do
+      case $v in
+        default) e=();; cluster) e=(RESA_TOPK_KERNEL=cluster);; noevict) e=(RESA_KV_EVICT_FIRST=0);;
+      esac
+      step e2e_8b_$v 90 env "${e[@]}" $bench --random-weights llama-3.1-8b --device cuda \
+        --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --fold-rectification \
+        --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b_$v.json"
+    done
+    step e2e_1p5b_cluster 60 env RESA_TOPK_KERNEL=cluster $bench --random-weights \
+      r1-distill-qwen-1.5b --device cuda --contexts 32768,262144 --modes dense,sparse,resa \
+      --fold-rectification --repeats 128 --prefill-tokens 0 --json "$out/e2e_1p5b_cluster.json" ;;
   tests) ;;  # the gpu tests above alone
   check)  # after a refactor: the gpu tests above, and a short timing to compare with s10
     step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
     step e2e_8b 80 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
       --modes dense,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json" ;;
-  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, s12, s13ab, s13, s14ab, s14, tests, check)" >&2; exit 2 ;;
+  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, s12, s13ab, s13, s14ab, s14, s14c, tests, check)" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"
