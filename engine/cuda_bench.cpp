@@ -353,8 +353,7 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       for (const auto& [name, tk] :
            {std::pair{"topk", TopkKernel::kAuto}, std::pair{"topk_loop", TopkKernel::kLoop},
             std::pair{"topk_fused", TopkKernel::kFused},
-            std::pair{"topk_sorted", TopkKernel::kSorted},
-            std::pair{"topk_cluster", TopkKernel::kCluster}})
+            std::pair{"topk_sorted", TopkKernel::kSorted}})
         add(timed([&, tk = tk](cudaStream_t x) {
               ck(resa::cuda::top_blocks(layer(), sp, state, sel, x, tk), "topk");
             }),
@@ -362,8 +361,7 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       for (const auto& [name, tk] :
            {std::pair{"select", TopkKernel::kAuto}, std::pair{"select_fused", TopkKernel::kFused},
             std::pair{"select_sorted", TopkKernel::kSorted},
-            std::pair{"select_registers", TopkKernel::kRegisters},
-            std::pair{"select_cluster", TopkKernel::kCluster}})
+            std::pair{"select_registers", TopkKernel::kRegisters}})
         add(timed([&, tk = tk](cudaStream_t x) { select(layer(), x, tk); }), name, summ_bytes);
       for (const Variant& v : variants) {
         add(timed([&](cudaStream_t x) { decode(layer(), x, true, v.kernel); }),

@@ -19,7 +19,7 @@ struct ResaParams {
   bool sink = true;        // first block always read (our addition)
   int rectify_every = 32;  // f: tokens between rectifications; 0 disables
   // Our improvements, each switchable so the reference schedule can be measured too:
-  bool fold_rectification = false;     // each f-th step: one dense pass over the f tokens
+  bool fold_rectification = true;      // each f-th step: one dense pass over the f tokens
   bool rebuild_all_summaries = false;  // reference: rebuild every summary after rectifying
 };
 

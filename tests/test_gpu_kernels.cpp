@@ -86,13 +86,6 @@ namespace {
 
 #define CK(call) QVERIFY2((call) == cudaSuccess, #call)
 
-// Whether the device launches thread-block clusters (sm_90+): where the cluster top-k applies.
-bool clusters() {
-  int dev = 0, v = 0;
-  return cudaGetDevice(&dev) == cudaSuccess &&
-         cudaDeviceGetAttribute(&v, cudaDevAttrClusterLaunch, dev) == cudaSuccess && v != 0;
-}
-
 constexpr size_t kGuard = 64;               // guard elements each side of an output
 constexpr uint32_t kSentinel = 0x7fc0dead;  // a NaN payload no kernel writes
 
@@ -804,11 +797,9 @@ class TestGpuKernels : public QObject {
       // the CPU's selection of them.
       SelectWork work(kvh, kv.dev.cap_blocks);
       for (auto kernel : {resa::cuda::TopkKernel::kAuto, resa::cuda::TopkKernel::kFused,
-                          resa::cuda::TopkKernel::kSorted, resa::cuda::TopkKernel::kRegisters,
-                          resa::cuda::TopkKernel::kCluster}) {
+                          resa::cuda::TopkKernel::kSorted, resa::cuda::TopkKernel::kRegisters}) {
         if (!resa::cuda::topk_kernel_applies(kv.dev, kernel, 132)) {
-          QVERIFY2(kvh < 8 || (kernel == resa::cuda::TopkKernel::kCluster && !clusters()),
-                   "a selection kernel refused for 8 KV heads");
+          QVERIFY2(kvh < 8, "a selection kernel refused for 8 KV heads");
           continue;
         }
         Dev<float> dsc(size_t(kvh) * kv.dev.cap_blocks);
@@ -936,16 +927,9 @@ class TestGpuKernels : public QObject {
         }
         resa::cuda::SelectParams sp{ratio, min_blocks, local, sink};
         for (auto kernel : {resa::cuda::TopkKernel::kRegisters, resa::cuda::TopkKernel::kLoop,
-                            resa::cuda::TopkKernel::kFused, resa::cuda::TopkKernel::kSorted,
-                            resa::cuda::TopkKernel::kCluster}) {
+                            resa::cuda::TopkKernel::kFused, resa::cuda::TopkKernel::kSorted}) {
           const bool loop = kernel == resa::cuda::TopkKernel::kLoop;
           if (kernel == resa::cuda::TopkKernel::kRegisters && cap_blocks > 32768) continue;
-          // The cluster kernel: wherever the device has clusters (sm_90+).
-          if (kernel == resa::cuda::TopkKernel::kCluster &&
-              !resa::cuda::topk_kernel_applies(kv, kernel, 132)) {
-            QVERIFY2(!clusters(), "kCluster refused on a device with clusters");
-            continue;
-          }
           // The sorted-runs kernel applies where its runs fit in shared memory: always for the
           // 8 KV heads of the benchmarks; elsewhere it is refused.
           if (kernel == resa::cuda::TopkKernel::kSorted &&
@@ -969,9 +953,7 @@ class TestGpuKernels : public QObject {
                                     .arg(loop                                        ? "loop"
                                          : kernel == resa::cuda::TopkKernel::kFused  ? "fused"
                                          : kernel == resa::cuda::TopkKernel::kSorted ? "sorted"
-                                         : kernel == resa::cuda::TopkKernel::kCluster
-                                             ? "cluster"
-                                             : "registers")
+                                                                                     : "registers")
                                     .arg(mode)
                                     .arg(ratio)
                                     .arg(min_blocks)

@@ -114,7 +114,8 @@ int main(int argc, char** argv) {
   opt("ratio", "ReSA share of blocks read.", "r", "0.1");
   opt("min-blocks", "ReSA least blocks read.", "n", "16");
   opt("rectify-every", "ReSA rectification period f.", "n", "32");
-  opt("fold-rectification", "Fold rectification into a decode step.");
+  opt("fold-rectification", "Fold each rectification into a decode step (1) or not (0).", "0|1",
+      "1");
   opt("op", "Time single kernels instead: copy, gemv, attention, all.", "name");
   opt("op-heads", "--op attention shape: query heads / KV heads / head_dim.", "h/kv/d", "32/8/128");
   opt("json", "Write all figures to this JSON file.", "file");
@@ -191,7 +192,9 @@ int main(int argc, char** argv) {
       rp.ratio = p.value("ratio").toDouble();
       rp.min_blocks = p.value("min-blocks").toInt();
       rp.rectify_every = p.value("rectify-every").toInt();
-      rp.fold_rectification = p.isSet("fold-rectification");
+      const QString fold = p.value("fold-rectification");
+      if (fold != "0" && fold != "1") throw std::runtime_error("--fold-rectification must be 0 or 1");
+      rp.fold_rectification = fold == "1";
       resa::validate(rp);
       meta["block_size"] = rp.block_size;
       meta["ratio"] = rp.ratio;

@@ -143,7 +143,8 @@ int run(QCoreApplication& app) {
   opt("local", "Newest blocks always read.", "n", "1");
   opt("sink", "Always read the first block (1) or not (0).", "0|1", "1");
   opt("rectify-every", "Tokens between rectifications (0: never).", "f", "32");
-  opt("fold-rectification", "Fold each rectification into a decode step.");
+  opt("fold-rectification", "Fold each rectification into a decode step (1) or not (0).", "0|1",
+      "1");
   opt("temperature", "Sampling temperature (0: greedy).", "t", "0");
   opt("top-k", "Keep the k most likely tokens (0: off).", "k", "0");
   opt("top-p", "Nucleus sampling mass (1: off).", "p", "1");
@@ -182,7 +183,7 @@ int run(QCoreApplication& app) {
   go.resa.local = to_int(p, "local", 1, 1 << 24);
   go.resa.sink = to_int(p, "sink", 0, 1) == 1;
   go.resa.rectify_every = to_int(p, "rectify-every", 0, 1 << 24);
-  go.resa.fold_rectification = p.isSet("fold-rectification");
+  go.resa.fold_rectification = to_int(p, "fold-rectification", 0, 1) == 1;
   go.sampling.temperature = float(to_double(p, "temperature", 0.0, 100.0));
   go.sampling.top_k = to_int(p, "top-k", 0, 1 << 24);
   go.sampling.top_p = float(to_double(p, "top-p", 0.0, 1.0, true));

@@ -173,7 +173,8 @@ int run(QApplication& app) {
   opt("local", "Newest blocks always read.", "n", "1");
   opt("sink", "Always read the first block (1) or not (0).", "0|1", "1");
   opt("rectify-every", "Tokens between rectifications (0: never).", "f", "32");
-  opt("fold-rectification", "Fold each rectification into a decode step.");
+  opt("fold-rectification", "Fold each rectification into a decode step (1) or not (0).", "0|1",
+      "1");
   opt("ctx", "Largest context to test (default: the model's limit).", "n", "0");
   opt("document",
       "Long document for perplexity and agreement (default: Debian's license "
@@ -225,7 +226,7 @@ int run(QApplication& app) {
   setup.resa.local = to_int(p, "local", 1, 1 << 24);
   setup.resa.sink = to_int(p, "sink", 0, 1) == 1;
   setup.resa.rectify_every = to_int(p, "rectify-every", 0, 1 << 24);
-  setup.resa.fold_rectification = p.isSet("fold-rectification");
+  setup.resa.fold_rectification = to_int(p, "fold-rectification", 0, 1) == 1;
   resa::validate(setup.resa);
 
   QStringList tasks;

@@ -817,7 +817,6 @@ TopkKernel topk_choice(const KvLayerDev& kv, const SelectionDev& sel, TopkKernel
     const char* e = std::getenv("RESA_TOPK_KERNEL");
     if (e && std::strcmp(e, "loop") == 0) return TopkKernel::kLoop;
     if (e && std::strcmp(e, "registers") == 0) return TopkKernel::kRegisters;
-    if (e && std::strcmp(e, "cluster") == 0) return TopkKernel::kCluster;
     return TopkKernel::kAuto;
   }();
   const bool fits = topk::registers_fit(kv.cap_blocks);
@@ -834,13 +833,9 @@ TopkKernel topk_choice(const KvLayerDev& kv, const SelectionDev& sel, TopkKernel
       return kernel;
     case TopkKernel::kLoop:
       return kernel;
-    case TopkKernel::kCluster:
-      ok = topk::cluster_ctas(kv) > 0;
-      return kernel;
     case TopkKernel::kAuto:
       break;
   }
-  if (forced == TopkKernel::kCluster && topk::cluster_ctas(kv) > 0) return TopkKernel::kCluster;
   if (forced == TopkKernel::kLoop || !fits) return TopkKernel::kLoop;
   if (forced == TopkKernel::kRegisters || !fused_auto || !sel.work ||
       topk::fused_ctas(kv, sm_count) < 1)
@@ -872,9 +867,6 @@ cudaError_t top_blocks(const KvLayerDev& kv, const SelectParams& p, const PassSt
     case TopkKernel::kRegisters:
       if (!ok) return cudaErrorInvalidValue;
       return topk::registers_launch(kv, p, st, sel, s);
-    case TopkKernel::kCluster:
-      if (!ok) return cudaErrorInvalidValue;
-      return topk::cluster_launch(kv, p, st, sel, s);
     case TopkKernel::kLoop:
     case TopkKernel::kAuto:
       break;

@@ -164,16 +164,11 @@ cudaError_t attention_prefill(const KvLayerDev& kv, const float* q, float* out, 
 //   kRegisters: one CTA per KV head with the scores in registers (a radix select, then an ordered
 //               compaction), same reach; select_blocks runs the scores kernel before it.
 //   kLoop:      the CTA re-reads the scores from memory on every radix pass (the reference).
-//   kCluster:   kRegisters' passes over a thread-block cluster of up to 8 CTAs per KV head, each
-//               owning a contiguous share of the blocks, the counts summed through distributed
-//               shared memory behind cluster barriers; select_blocks runs the scores kernel
-//               before it. sm_90+, caches of fewer than 65536 blocks per head.
 //   kAuto:      select_blocks: kFused where it applies, else kRegisters where it applies, else
-//               kLoop; top_blocks: kRegisters, else kLoop. RESA_TOPK_KERNEL=registers, =loop or
-//               =cluster in the environment (read once per process) forces that kernel where it
-//               applies.
+//               kLoop; top_blocks: kRegisters, else kLoop. RESA_TOPK_KERNEL=registers or =loop in
+//               the environment (read once per process) forces that kernel where it applies.
 // A kernel asked for where it does not apply fails with cudaErrorInvalidValue.
-enum class TopkKernel { kAuto, kRegisters, kLoop, kFused, kSorted, kCluster };
+enum class TopkKernel { kAuto, kRegisters, kLoop, kFused, kSorted };
 
 // Whether select_blocks / top_blocks take the kernel for this cache (a workspace given).
 bool topk_kernel_applies(const KvLayerDev& kv, TopkKernel kernel, int sm_count);

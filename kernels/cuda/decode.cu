@@ -96,7 +96,7 @@ __global__ void __launch_bounds__(kThreads)
     decode_tc_kernel(KvLayerDev kv, const float* __restrict__ q, float* __restrict__ out,
                      int n_heads, float scale_log2, const PassState* st, const int* sel_blocks,
                      const int* sel_count, float* part_o, float* part_lse, unsigned* counters,
-                     int min_split_keys, bool evict_first) {
+                     int min_split_keys) {
   constexpr int KS = row_stride<D>(), SE = slot_elems<D>();
   constexpr int DK = D / 16;  // k-steps of Q K^T, m-tiles of V^T P^T
   static_assert(D % 32 == 0 && merge_bytes<D>() <= smem_bytes<D, S>(), "decode shape");
@@ -144,8 +144,6 @@ __global__ void __launch_bounds__(kThreads)
   const uint16_t* kg = kv.k + size_t(h) * kv.capacity * D;
   const uint16_t* vg = kv.v + size_t(h) * kv.capacity * D;
   uint16_t* const ring = reinterpret_cast<uint16_t*>(dec_smem) + size_t(warp) * S * SE;
-  // K/V are read once per step: evict-first in L2 unless RESA_KV_EVICT_FIRST=0 (kv_evict_first).
-  const uint64_t stream_policy = l2_stream_policy(evict_first);
   // i / bs as umulhi(i, magic) plus at most one correction (magic = floor((2^32 - 1) / bs)
   // underestimates the quotient by at most 1 for i < 2^31).
   const uint32_t magic = sparse ? 0xffffffffu / uint32_t(bs) : 0u;
@@ -186,8 +184,8 @@ __global__ void __launch_bounds__(kThreads)
       const int r = j * RPI + crow;
       const int pr = __shfl_sync(0xffffffffu, pos, r);
       const size_t src = size_t(pr >= 0 ? pr : 0) * D + chunk;
-      cp_async16(smem_u32(sk + r * KS + chunk), kg + src, pr >= 0, stream_policy);
-      cp_async16(smem_u32(sv + r * KS + chunk), vg + src, pr >= 0, stream_policy);
+      cp_async16(smem_u32(sk + r * KS + chunk), kg + src, pr >= 0);
+      cp_async16(smem_u32(sv + r * KS + chunk), vg + src, pr >= 0);
     }
     const uint32_t vm = __ballot_sync(0xffffffffu, ok);  // bits r and r + 16: row r
     if (lane == 0) s_mask[warp][slot] = vm & 0xffffu;
@@ -427,16 +425,6 @@ bool deep_ring(DecodeRing ring) {
   return (forced != DecodeRing::kAuto ? forced : ring) == DecodeRing::kDeep;
 }
 
-// Whether the K/V copies carry an evict-first L2 policy: yes unless RESA_KV_EVICT_FIRST=0 in the
-// environment (read once per process), which measures the plain copies.
-bool kv_evict_first() {
-  static const bool on = [] {
-    const char* e = std::getenv("RESA_KV_EVICT_FIRST");
-    return !(e && std::strcmp(e, "0") == 0);
-  }();
-  return on;
-}
-
 // Keys a split keeps at least (the kernel uses fewer splits below it): 4 steps of each warp by
 // default; RESA_DECODE_MIN_SPLIT_KEYS in the environment (read once per process) overrides it.
 int min_split_keys() {
@@ -484,8 +472,7 @@ cudaError_t decode_launch(const KvLayerDev& kv, const float* q, float* out, int 
       const int ctas = std::min({splits, kMaxSplits, half ? std::max(1, wave / 2) : wave});
       return launch(kernel, dim3(ctas, kv.kv_heads), dim3(kThreads), smem, s, kv, q, out,
                     n_heads, scale_log2, st, sel ? sel->blocks : nullptr,
-                    sel ? sel->count : nullptr, part_o, part_lse, counters, min_split_keys(),
-                    kv_evict_first());
+                    sel ? sel->count : nullptr, part_o, part_lse, counters, min_split_keys());
     };
     if (deep) {
       constexpr int S = deep_stages<D>();

@@ -22,24 +22,6 @@ __device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool v
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(bytes)
                : "memory");
 }
-// An L2 cache policy (createpolicy, sm_80+): evict-first for bytes read once (their lines are
-// the first evicted), else evict-normal (the default of a plain load).
-__device__ __forceinline__ uint64_t l2_stream_policy(bool evict_first) {
-  uint64_t p;
-  if (evict_first)
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
-  else
-    asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(p));
-  return p;
-}
-// cp_async16 with an L2 cache policy.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid,
-                                           uint64_t policy) {
-  const int bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst),
-               "l"(src), "r"(bytes), "l"(policy)
-               : "memory");
-}
 __device__ __forceinline__ void cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 }

@@ -1,7 +1,6 @@
 // Top-k block selection with the scores held in registers (RESA.md steps 5-6). Contract:
 // top_blocks in attention.h; the loop kernel in attention.cu is the reference and the fallback
 // for caches of more than kMaxBlocks blocks per head.
-#include <cooperative_groups.h>
 #include <cub/block/block_scan.cuh>
 
 #include <algorithm>
@@ -381,90 +380,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   select_and_write<KPT>(key, rows, lim, first, 0u, 0u, k, 24, false, sm, h, kv, sel, ex);
   if (c == 0)  // every CTA has read the histograms (before the compaction's barrier)
     for (int i = tid; i < kHistWords; i += kThreads) wk[i] = 0u;
-}
-
-// ------------------------------------------------------------------ kCluster: one cluster per head
-//
-// The exchange of kCluster (select_and_write): the CTAs of one KV head form a thread-block cluster
-// and read each other's counts from distributed shared memory behind cluster barriers, where
-// kFused sums them in global memory behind a barrier of its own. Each pass's totals are exported
-// into one of two buffers (pass & 1): a CTA rewrites a buffer two passes later, after a cluster
-// barrier that every reader of its previous contents has passed.
-struct ClusterEx {
-  int (*xtot)[kBins];  // this CTA's exported digit counts, [2][kBins]
-  uint32_t* xcnt;      // this CTA's packed compaction counts
-  template <int KPT>
-  __device__ void totals(Smem<KPT>& sm, int pass) const {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    namespace cg = cooperative_groups;
-    const cg::cluster_group cl = cg::this_cluster();
-    const int tid = threadIdx.x;
-    int* const mine = xtot[pass & 1];
-    if (tid < kBins) mine[tid] = sm.tot[tid];
-    cl.sync();
-    if (tid < kBins) {
-      const int n = int(cl.num_blocks());
-      int sum = 0;
-#pragma unroll 4
-      for (int r = 0; r < n; ++r) sum += cl.map_shared_rank(mine, r)[tid];
-      sm.tot[tid] = sum;
-    }
-    __syncthreads();
-#else
-    (void)sm, (void)pass;
-#endif
-  }
-  __device__ uint32_t before(uint32_t mine) const {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    namespace cg = cooperative_groups;
-    const cg::cluster_group cl = cg::this_cluster();
-    if (threadIdx.x == 0) *xcnt = mine;
-    cl.sync();
-    uint32_t v = 0;
-    for (int i = int(threadIdx.x & 31); i < int(cl.block_rank()); i += 32)
-      v += *cl.map_shared_rank(xcnt, i);
-    return __reduce_add_sync(kFull, v);
-#else
-    (void)mine;
-    return 0u;
-#endif
-  }
-};
-
-// kCluster: grid (C, kv_heads) of 1024-thread CTAs, clusters of C (the CTAs of one KV head). CTA c
-// of head h owns the contiguous blocks [c * P, c * P + P), P = ceil(nb / C), thread t those at
-// j * 1024 + t, with the keys of the scores in sel.scores: the radix select and the ordered
-// compaction of the register kernel, each pass's counts summed over the cluster (ClusterEx).
-// Clusters are independent, so they need not all be resident at once (no cooperative launch).
-template <int KPT>
-__global__ void __launch_bounds__(kThreads, 1)
-    topk_cluster_kernel(KvLayerDev kv, SelectParams p, const PassState* st, SelectionDev sel) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  grid_dependency_wait();
-  allow_next_launch();
-  __shared__ Smem<KPT> sm;
-  __shared__ int xtot[2][kBins];
-  __shared__ uint32_t xcnt;
-  const int h = blockIdx.y, c = blockIdx.x, ctas = gridDim.x, tid = threadIdx.x;
-  const int ctx = st->pos0 + 1, bs = kv.block_size, nb = (ctx + bs - 1) / bs;
-  const int per = (nb + ctas - 1) / ctas;
-  const int first = min(nb, c * per), count = min(nb, first + per) - first;
-  const int k = selection_size(nb, p);
-  const int lim = count - tid;
-  const int rows = min(KPT, (count + kThreads - 1) / kThreads);
-  if (c == 0 && tid == 0) sel.count[h] = k;
-  if (k <= 0) return;  // the same in every CTA of the cluster: none reads another's memory
-  if (k >= nb) return write_all<KPT>(h, rows, lim, first, kv, sel);
-  uint32_t key[KPT];
-  load_keys<KPT>(key, sel.scores + size_t(h) * kv.cap_blocks, first, rows, lim, nb, p);
-  zero_owned(sm);
-  __syncthreads();
-  select_and_write<KPT>(key, rows, lim, first, 0u, 0u, k, 24, false, sm, h, kv, sel,
-                        ClusterEx{xtot, &xcnt});
-  cooperative_groups::this_cluster().sync();  // no CTA leaves while others may read its counts
-#else
-  (void)kv, (void)p, (void)st, (void)sel;
-#endif
 }
 
 // ------------------------------------------------------------------ kSorted: sorted runs
@@ -874,80 +789,6 @@ cudaError_t sorted_launch(const KvLayerDev& kv, const float* q, int group, float
       return launch_sorted<decltype(dc)::value, decltype(kc)::value>(kv, q, group, scale, p, st,
                                                                      sel, ctas, s);
     });
-  });
-}
-
-namespace {
-
-// Whether this device launches thread-block clusters (sm_90+), asked once per process.
-bool clusters_supported() {
-  static const bool ok = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&v, cudaDevAttrClusterLaunch, dev) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return false;
-    }
-    return v != 0;
-  }();
-  return ok;
-}
-
-// CTAs per cluster asked for: 8 (the portable size), or RESA_TOPK_CLUSTER=2..16 in the
-// environment (read once per process; above 8 where the device allows it).
-int cluster_size_wanted() {
-  static const int n = [] {
-    const char* e = std::getenv("RESA_TOPK_CLUSTER");
-    const int v = e ? std::atoi(e) : 0;
-    return v >= 1 && v <= 16 ? v : 8;
-  }();
-  return n;
-}
-
-template <int KPT>
-cudaError_t launch_cluster(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
-                           const SelectionDev& sel, int ctas, cudaStream_t s) {
-  if (ctas > 8 && cudaFuncSetAttribute(topk_cluster_kernel<KPT>,
-                                       cudaFuncAttributeNonPortableClusterSizeAllowed,
-                                       1) != cudaSuccess)
-    return cudaGetLastError();
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(ctas, kv.kv_heads);
-  cfg.blockDim = dim3(kThreads);
-  cfg.stream = s;
-  cudaLaunchAttribute attr[2]{};
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = unsigned(ctas);
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl_enabled() ? 2 : 1;
-  return cudaLaunchKernelEx(&cfg, topk_cluster_kernel<KPT>, kv, p, st, sel);
-}
-
-}  // namespace
-
-int cluster_ctas(const KvLayerDev& kv) {
-  if (!clusters_supported() || kv.kv_heads < 1 || kv.cap_blocks < 1 || kv.cap_blocks >= 65536)
-    return 0;  // packed counts of 16 bits (select_and_write) hold at most 65535 blocks per head
-  // No more CTAs than rows of 1024 blocks; each holds at most 16 rows.
-  const int ctas = std::min(cluster_size_wanted(), (kv.cap_blocks + kThreads - 1) / kThreads);
-  return (kv.cap_blocks + ctas - 1) / ctas <= 16 * kThreads ? ctas : 0;
-}
-
-cudaError_t cluster_launch(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
-                           const SelectionDev& sel, cudaStream_t s) {
-  const int ctas = cluster_ctas(kv);
-  if (ctas < 1) return cudaErrorInvalidValue;
-  return dispatch_kpt((kv.cap_blocks + ctas - 1) / ctas, [&](auto kc) {
-    constexpr int KPT = decltype(kc)::value;
-    if constexpr (KPT > 16) {
-      return cudaErrorInvalidValue;
-    } else {
-      return launch_cluster<KPT>(kv, p, st, sel, ctas, s);
-    }
   });
 }
 

@@ -54,14 +54,4 @@ cudaError_t sorted_launch(const KvLayerDev& kv, const float* q, int group, float
                           const SelectParams& p, const PassState* st, const SelectionDev& sel,
                           int sm_count, cudaStream_t s);
 
-// CTAs per KV head of the cluster top-k (topk.cu, topk_cluster_kernel) for this cache: one
-// thread-block cluster per KV head; 0: it does not apply (no clusters on the device, or a cache
-// of 65,536 blocks per head or more).
-int cluster_ctas(const KvLayerDev& kv);
-
-// The cluster top-k of the scores in sel.scores (top_blocks' contract); cluster_ctas(kv) > 0
-// must hold. Launched with programmatic dependent launch where enabled.
-cudaError_t cluster_launch(const KvLayerDev& kv, const SelectParams& p, const PassState* st,
-                           const SelectionDev& sel, cudaStream_t s);
-
 }  // namespace resa::cuda::topk

@@ -7,9 +7,10 @@
 #   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json), s11
 #   (h200-s11.json), s11ab (that session's A/B calls), s12ab (the sorted-runs selection against
 #   the others), s12 (h200-s12.json), s13ab (the step's fusions and PDL, on and off), s13
-#   (h200-s13.json), s14ab and s14c (session 14's A/B calls), s14 (h200-s14.json), tests (the
-#   gpu tests alone) or check (tests and a short timing after a refactor). h200-sparse-ab.json came from
-#   tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of kernels since removed).
+#   (h200-s13.json), s14ab, s14b and s14c (session 14's A/B calls), s14 (h200-s14.json), tests
+#   (the gpu tests alone) or check (tests and a short timing after a refactor).
+#   h200-sparse-ab.json came from tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of
+#   kernels since removed).
 set -uo pipefail
 run="${1:?RUN}" out="${2:?OUT_DIR}"
 mkdir -p "$out"
@@ -62,7 +63,7 @@ case "$run" in
       --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --repeats 256 \
       --prefill-tokens 4096,32768 --json "$out/e2e_8b.json"
     step e2e_8b_fold 90 $bench --random-weights llama-3.1-8b --device cuda --contexts 262144 \
-      --modes resa --fold-rectification --repeats 256 --prefill-tokens 0 --json "$out/e2e_8b_fold.json"
+      --modes resa --fold-rectification 1 --repeats 256 --prefill-tokens 0 --json "$out/e2e_8b_fold.json"
     step e2e_1p5b 120 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
       --contexts 32768,262144 --modes dense,sparse,resa --repeats 256 --prefill-tokens 32768 \
       --json "$out/e2e_1p5b.json"
@@ -206,8 +207,9 @@ case "$run" in
       --prefill-tokens 0 --json "$out/e2e_1p5b_nopdl.json"
     step torch_baseline 150 python3 tools/bench/torch_baseline.py --contexts 4096,262144 \
       --prefill-tokens 32768 --json "$out/torch_baseline.json" ;;
-  s14ab)  # session 14: the sparse step's deep ring (RESA_DECODE_RING), the one-pass combine, the
-    # rectification's 128-row CTAs (RESA_PREFILL_ROWS) and the folded rectification
+  s14ab)  # session 14's first call (commit 12b2859): the sparse step's deep ring
+    # (RESA_DECODE_RING), the one-pass combine, the rectification's 128-row CTAs
+    # (RESA_PREFILL_ROWS) and the folded rectification (then a pass of f + 1 tokens)
     for v in deep shallow; do
       step test_attention_ring_$v 120 env RESA_DECODE_RING=$v build-gpu/tests/test_gpu_kernels \
         attention_matches_cpu
@@ -224,7 +226,7 @@ case "$run" in
     step e2e_8b 120 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,32768,262144 \
       --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json"
     step e2e_8b_fold 60 $bench --random-weights llama-3.1-8b --device cuda --contexts 262144 \
-      --modes resa --fold-rectification --repeats 128 --prefill-tokens 0 \
+      --modes resa --fold-rectification 1 --repeats 128 --prefill-tokens 0 \
       --json "$out/e2e_8b_fold.json"
     step e2e_8b_shallow 60 env RESA_DECODE_RING=shallow $bench --random-weights llama-3.1-8b \
       --device cuda --contexts 262144 --modes sparse,resa --repeats 128 --prefill-tokens 0 \
@@ -235,8 +237,9 @@ case "$run" in
     step e2e_1p5b 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
       --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
       --json "$out/e2e_1p5b.json" ;;
-  s14)  # session 14's tree: kernels on both rings, the step with and without the o_proj prefetch
-    # into L2, the folded rectification, the R1-1.5B shape and PyTorch (h200-s14.json)
+  s14b)  # session 14's second call (commit d839562): kernels on both rings, the step with and
+    # without the o_proj prefetch into L2 (RESA_L2_PREFETCH, removed after it), the folded
+    # rectification, the R1-1.5B shape and PyTorch
     step test_gpu_model_nol2 100 env RESA_L2_PREFETCH=0 RESA_FUSED_SELECT_MIN_BLOCKS=0 \
       build-gpu/tests/test_gpu_model
     step ops 120 $bench --op attention --contexts 4096,32768,131072,262144 --repeats 50 \
@@ -246,10 +249,10 @@ case "$run" in
       --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --repeats 128 \
       --prefill-tokens 32768 --json "$out/e2e_8b.json"
     step e2e_8b_fold 90 $bench --random-weights llama-3.1-8b --device cuda \
-      --contexts 32768,131072,262144 --modes resa --fold-rectification --repeats 128 \
+      --contexts 32768,131072,262144 --modes resa --fold-rectification 1 --repeats 128 \
       --prefill-tokens 0 --json "$out/e2e_8b_fold.json"
     step e2e_8b_nol2 90 env RESA_L2_PREFETCH=0 $bench --random-weights llama-3.1-8b --device cuda \
-      --contexts 131072,262144 --modes sparse,resa --fold-rectification --repeats 128 \
+      --contexts 131072,262144 --modes sparse,resa --fold-rectification 1 --repeats 128 \
       --prefill-tokens 0 --json "$out/e2e_8b_nol2.json"
     step e2e_8b_l2 90 $bench --random-weights llama-3.1-8b --device cuda \
       --contexts 131072,262144 --modes sparse --repeats 128 --prefill-tokens 0 \
@@ -258,12 +261,13 @@ case "$run" in
       --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
       --json "$out/e2e_1p5b.json"
     step e2e_1p5b_fold 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
-      --contexts 262144 --modes resa --fold-rectification --repeats 128 --prefill-tokens 0 \
+      --contexts 262144 --modes resa --fold-rectification 1 --repeats 128 --prefill-tokens 0 \
       --json "$out/e2e_1p5b_fold.json"
     step torch_baseline 150 python3 tools/bench/torch_baseline.py --contexts 4096,32768,262144 \
       --prefill-tokens 32768 --json "$out/torch_baseline.json" ;;
-  s14c)  # session 14: the cluster top-k (RESA_TOPK_KERNEL=cluster, RESA_TOPK_CLUSTER) and the K/V
-    # copies' evict-first policy (RESA_KV_EVICT_FIRST), kernels and end to end
+  s14c)  # session 14's third call (commit 1103537): the cluster top-k (RESA_TOPK_KERNEL=cluster,
+    # RESA_TOPK_CLUSTER) and the K/V copies' L2 policy (RESA_KV_EVICT_FIRST), kernels and end to
+    # end; the kernel and both switches were removed after it
     step test_gpu_model_cluster 100 env RESA_TOPK_KERNEL=cluster build-gpu/tests/test_gpu_model
     step ops 120 $bench --op attention --contexts 4096,32768,131072,262144 --repeats 50 \
       --json "$out/ops.json"
@@ -276,17 +280,45 @@ case "$run" in
         default) e=();; cluster) e=(RESA_TOPK_KERNEL=cluster);; noevict) e=(RESA_KV_EVICT_FIRST=0);;
       esac
       step e2e_8b_$v 90 env "${e[@]}" $bench --random-weights llama-3.1-8b --device cuda \
-        --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --fold-rectification \
+        --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --fold-rectification 1 \
         --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b_$v.json"
     done
     step e2e_1p5b_cluster 60 env RESA_TOPK_KERNEL=cluster $bench --random-weights \
       r1-distill-qwen-1.5b --device cuda --contexts 32768,262144 --modes dense,sparse,resa \
-      --fold-rectification --repeats 128 --prefill-tokens 0 --json "$out/e2e_1p5b_cluster.json" ;;
+      --fold-rectification 1 --repeats 128 --prefill-tokens 0 --json "$out/e2e_1p5b_cluster.json" ;;
+  s14)  # session 14's final tree (h200-s14.json): the kernels on both rings, the step with the
+    # folded rectification (the default) and the reference schedule, the prefill's 3-tile
+    # pipeline (RESA_PREFILL_STAGES=3) against 2, the R1-1.5B shape and PyTorch
+    step test_attention_stages3 120 env RESA_PREFILL_STAGES=3 build-gpu/tests/test_gpu_kernels \
+      attention_matches_cpu
+    step test_gpu_model_stages3 100 env RESA_PREFILL_STAGES=3 build-gpu/tests/test_gpu_model
+    step ops 120 $bench --op attention --contexts 4096,32768,131072,262144 --repeats 50 \
+      --json "$out/ops.json"
+    step prefill 60 $bench --op prefill --repeats 20 --json "$out/prefill.json"
+    step prefill_st3 60 env RESA_PREFILL_STAGES=3 $bench --op prefill --repeats 20 \
+      --json "$out/prefill_st3.json"
+    step e2e_8b 150 $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --repeats 128 \
+      --prefill-tokens 32768 --json "$out/e2e_8b.json"
+    step e2e_8b_ref 90 $bench --random-weights llama-3.1-8b --device cuda \
+      --contexts 4096,32768,131072,262144 --modes resa --fold-rectification 0 --repeats 128 \
+      --prefill-tokens 0 --json "$out/e2e_8b_ref.json"
+    step e2e_8b_st3 90 env RESA_PREFILL_STAGES=3 $bench --random-weights llama-3.1-8b \
+      --device cuda --contexts 131072,262144 --modes resa --repeats 128 --prefill-tokens 32768 \
+      --json "$out/e2e_8b_st3.json"
+    step e2e_1p5b 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
+      --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
+      --json "$out/e2e_1p5b.json"
+    step e2e_1p5b_ref 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
+      --contexts 32768,262144 --modes resa --fold-rectification 0 --repeats 128 \
+      --prefill-tokens 0 --json "$out/e2e_1p5b_ref.json"
+    step torch_baseline 150 python3 tools/bench/torch_baseline.py --contexts 4096,32768,262144 \
+      --prefill-tokens 32768 --json "$out/torch_baseline.json" ;;
   tests) ;;  # the gpu tests above alone
   check)  # after a refactor: the gpu tests above, and a short timing to compare with s10
     step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
     step e2e_8b 80 $bench --random-weights llama-3.1-8b --device cuda --contexts 4096,262144 \
       --modes dense,resa --repeats 128 --prefill-tokens 0 --json "$out/e2e_8b.json" ;;
-  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, s12, s13ab, s13, s14ab, s14, s14c, tests, check)" >&2; exit 2 ;;
+  *) echo "device_run: unknown run '$run' (tc-prefill, final, s10, s11, s11ab, s12ab, s12, s13ab, s13, s14ab, s14b, s14c, s14, tests, check)" >&2; exit 2 ;;
 esac
 cat "$out/summary.txt"
