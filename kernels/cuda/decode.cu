@@ -49,7 +49,6 @@ constexpr int kWarps = 4, kThreads = kWarps * 32;
 constexpr int kStepKeys = 16;    // keys per warp step: one k-step of P V, two n-tiles of Q K^T
 constexpr int kMaxSplits = 128;  // CTAs per KV head at most
 constexpr int kMaxGroup = 8;     // heads per KV head: the mma's n dimension
-constexpr int kIdCache = 512;    // selected block ids a sparse CTA keeps in shared memory
 
 // Ring slots per warp (DecodeRing, attention.h). Shallow: about 26 KB of K/V per warp, 2 CTAs
 // per SM on H100 / H200. Deep: about 205 KB per CTA, one CTA per SM with twice the copies in
@@ -97,7 +96,7 @@ __global__ void __launch_bounds__(kThreads)
     decode_tc_kernel(KvLayerDev kv, const float* __restrict__ q, float* __restrict__ out,
                      int n_heads, float scale_log2, const PassState* st, const int* sel_blocks,
                      const int* sel_count, float* part_o, float* part_lse, unsigned* counters,
-                     int min_split_keys, int id_cache) {
+                     int min_split_keys) {
   constexpr int KS = row_stride<D>(), SE = slot_elems<D>();
   constexpr int DK = D / 16;  // k-steps of Q K^T, m-tiles of V^T P^T
   static_assert(D % 32 == 0 && merge_bytes<D>() <= smem_bytes<D, S>(), "decode shape");
@@ -135,16 +134,6 @@ __global__ void __launch_bounds__(kThreads)
   const int end = int(min(int64_t(total), int64_t(begin) + per));
   const int steps = (end - begin + kStepKeys - 1) / kStepKeys;
   const int my_steps = warp < steps ? (steps - warp + kWarps - 1) / kWarps : 0;  // warp-uniform
-  // Sparse: the ids of the selected blocks this CTA reads (the first id_cache <= kIdCache of
-  // them) go to shared memory in one round; block_of then reads them there instead of from
-  // global memory.
-  __shared__ int s_ids[kIdCache];
-  const int id0 = sparse ? begin / bs : 0;  // the selection index of the CTA's first block
-  if (sparse) {
-    const int n_ids = end > begin ? min(id_cache, (end - 1) / bs - id0 + 1) : 0;
-    for (int i = threadIdx.x; i < n_ids; i += kThreads) s_ids[i] = blocks[id0 + i];
-    __syncthreads();
-  }
 
   // Copies: lane l computes the position of row l & 15 of a step (lanes 16-31 repeat 0-15); each
   // copy instruction then moves whole rows, RPI rows of D / 8 16-byte chunks (2 rows of 256 bytes
@@ -159,16 +148,15 @@ __global__ void __launch_bounds__(kThreads)
   // underestimates the quotient by at most 1 for i < 2^31).
   const uint32_t magic = sparse ? 0xffffffffu / uint32_t(bs) : 0u;
   auto key_index = [&](int ws) { return begin + kStepKeys * (warp + kWarps * ws) + row; };
-  // The selected block holding this lane's key of warp step ws (sparse; -1 past the range),
-  // read one step before its copies are issued.
+  // The selected block holding this lane's key of warp step ws (sparse; -1 past the range).
+  // Loaded one step before its copies are issued, so the indirection's latency is hidden.
   auto block_of = [&](int ws) -> int {
     if (!sparse || ws >= my_steps) return -1;
     const int i = key_index(ws);
     if (i >= end) return -1;
     uint32_t qb = __umulhi(uint32_t(i), magic);
     if (uint32_t(i) - qb * uint32_t(bs) >= uint32_t(bs)) ++qb;
-    const int j = int(qb) - id0;
-    return j < id_cache ? s_ids[j] : blocks[qb];
+    return blocks[qb];
   };
   // Copies of warp step ws into its ring slot (keys past the range or the context: zero-filled,
   // never read) and the slot's validity mask.
@@ -437,16 +425,6 @@ bool deep_ring(DecodeRing ring) {
   return (forced != DecodeRing::kAuto ? forced : ring) == DecodeRing::kDeep;
 }
 
-// Block ids a sparse CTA keeps in shared memory: kIdCache, or none with RESA_DECODE_ID_CACHE=0
-// in the environment (read once per process), which measures the reads from global memory.
-int id_cache() {
-  static const int n = [] {
-    const char* e = std::getenv("RESA_DECODE_ID_CACHE");
-    return e && std::strcmp(e, "0") == 0 ? 0 : kIdCache;
-  }();
-  return n;
-}
-
 // Keys a split keeps at least (the kernel uses fewer splits below it): 4 steps of each warp by
 // default; RESA_DECODE_MIN_SPLIT_KEYS in the environment (read once per process) overrides it.
 int min_split_keys() {
@@ -494,8 +472,7 @@ cudaError_t decode_launch(const KvLayerDev& kv, const float* q, float* out, int 
       const int ctas = std::min({splits, kMaxSplits, half ? std::max(1, wave / 2) : wave});
       return launch(kernel, dim3(ctas, kv.kv_heads), dim3(kThreads), smem, s, kv, q, out,
                     n_heads, scale_log2, st, sel ? sel->blocks : nullptr,
-                    sel ? sel->count : nullptr, part_o, part_lse, counters, min_split_keys(),
-                    id_cache());
+                    sel ? sel->count : nullptr, part_o, part_lse, counters, min_split_keys());
     };
     if (deep) {
       constexpr int S = deep_stages<D>();

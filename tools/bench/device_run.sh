@@ -7,10 +7,10 @@
 #   RUN: tc-prefill (h200-tc-prefill.json), final (h200-final.json), s10 (h200-s10.json), s11
 #   (h200-s11.json), s11ab (that session's A/B calls), s12ab (the sorted-runs selection against
 #   the others), s12 (h200-s12.json), s13ab (the step's fusions and PDL, on and off), s13
-#   (h200-s13.json), s14ab, s14b, s14c and s14 (session 14's A/B calls), s14final
-#   (h200-s14.json), tests (the gpu tests alone) or check (tests and a short timing after a
-#   refactor). h200-sparse-ab.json came from tools/bench/device_run_sparse.sh of commit 7533ecd
-#   (an A/B of kernels since removed).
+#   (h200-s13.json), s14 (h200-s14.json), s14ab, s14b, s14c and s14final (session 14's A/B
+#   calls), tests (the gpu tests alone) or check (tests and a short timing after a refactor).
+#   h200-sparse-ab.json came from tools/bench/device_run_sparse.sh of commit 7533ecd (an A/B of
+#   kernels since removed).
 set -uo pipefail
 run="${1:?RUN}" out="${2:?OUT_DIR}"
 mkdir -p "$out"
@@ -286,9 +286,9 @@ case "$run" in
     step e2e_1p5b_cluster 60 env RESA_TOPK_KERNEL=cluster $bench --random-weights \
       r1-distill-qwen-1.5b --device cuda --contexts 32768,262144 --modes dense,sparse,resa \
       --fold-rectification 1 --repeats 128 --prefill-tokens 0 --json "$out/e2e_1p5b_cluster.json" ;;
-  s14)  # session 14's fourth call (commit 8f1decf): the kernels on both rings, the step with the
-    # folded rectification (the default) and the reference schedule, the prefill's 3-tile
-    # pipeline (RESA_PREFILL_STAGES=3) against 2, the R1-1.5B shape and PyTorch
+  s14)  # session 14's final figures (h200-s14.json, commit 8f1decf): the kernels on both rings,
+    # the step with the folded rectification (the default) and the reference schedule, the
+    # prefill's 3-tile pipeline (RESA_PREFILL_STAGES=3) against 2, the R1-1.5B shape, PyTorch
     step test_attention_stages3 120 env RESA_PREFILL_STAGES=3 build-gpu/tests/test_gpu_kernels \
       attention_matches_cpu
     step test_gpu_model_stages3 100 env RESA_PREFILL_STAGES=3 build-gpu/tests/test_gpu_model
@@ -314,8 +314,9 @@ case "$run" in
       --prefill-tokens 0 --json "$out/e2e_1p5b_ref.json"
     step torch_baseline 150 python3 tools/bench/torch_baseline.py --contexts 4096,32768,262144 \
       --prefill-tokens 32768 --json "$out/torch_baseline.json" ;;
-  s14final)  # session 14's final tree (h200-s14.json): as s14, with the sparse read's block ids
-    # in shared memory against reads from global memory (RESA_DECODE_ID_CACHE=0)
+  s14final)  # session 14's fifth call (commit fc2a7cc): as s14, with the sparse read's block ids
+    # in shared memory against reads from global memory (RESA_DECODE_ID_CACHE=0; the same
+    # times, so the cache and its switch were removed after it)
     step test_attention_noid 120 env RESA_DECODE_ID_CACHE=0 build-gpu/tests/test_gpu_kernels \
       attention_matches_cpu
     step ops 120 $bench --op attention --contexts 4096,32768,131072,262144 --repeats 50 \
