@@ -571,7 +571,9 @@ class CudaBackend final : public Backend {
   }
 
   // The decode attention's ring for this pass (cuda::decode_ring_for, by the context's length).
-  cuda::DecodeRing decode_ring(bool sparse) const { return cuda::decode_ring_for(ctx_end_, sparse); }
+  cuda::DecodeRing decode_ring(bool sparse) const {
+    return cuda::decode_ring_for(ctx_end_, sparse);
+  }
 
   // Whether a decode step fuses each RMSNorm into the GEMV after it and rope into kv_write (on
   // unless RESA_STEP_FUSION=0, read once per process, which measures the unfused step): 97 fewer

@@ -311,8 +311,7 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       };
       // The ring the engine takes for this context unless one is given.
       auto decode = [&](const resa::cuda::KvLayerDev& L, cudaStream_t x, bool sparse,
-                        DecodeKernel dk, int n_splits = 0,
-                        DecodeRing ring = DecodeRing::kAuto) {
+                        DecodeKernel dk, int n_splits = 0, DecodeRing ring = DecodeRing::kAuto) {
         if (ring == DecodeRing::kAuto) ring = resa::cuda::decode_ring_for(ctx, sparse);
         ck(resa::cuda::attention_decode(L, q.as<float>(), o.as<float>(), heads, scale, state,
                                         sparse ? &sel : nullptr, n_splits ? n_splits : splits,
@@ -334,8 +333,8 @@ std::vector<OpTiming> cuda_op_bench(const std::string& op, const std::vector<int
       // The tensor-core kernel on each ring, dense and sparse (the default rows take the
       // engine's choice, decode_ring_for).
       if (resa::cuda::decode_supported(d, heads / kv_heads, DecodeKernel::kFast))
-        for (const auto& [suffix, ring] : {std::pair{"_shallow", DecodeRing::kShallow},
-                                           std::pair{"_deep", DecodeRing::kDeep}})
+        for (const auto& [suffix, ring] :
+             {std::pair{"_shallow", DecodeRing::kShallow}, std::pair{"_deep", DecodeRing::kDeep}})
           for (const bool sparse : {false, true})
             add(timed([&, ring = ring, sparse](cudaStream_t x) {
                   const resa::cuda::KvLayerDev& L = layer();

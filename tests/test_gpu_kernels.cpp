@@ -500,11 +500,14 @@ class TestGpuKernels : public QObject {
     using resa::cuda::DecodeKernel;
     using resa::cuda::DecodeRing;
     auto each_decode = [&](const resa::cuda::SelectionDev* sd, const char* what) {
-      for (const auto& [kern, ring] : {std::pair{DecodeKernel::kSimt, DecodeRing::kAuto},
-                                       std::pair{DecodeKernel::kFast, DecodeRing::kShallow},
-                                       std::pair{DecodeKernel::kFast, DecodeRing::kDeep}}) {
+      for (const auto& [kern, ring] :
+           {std::pair{DecodeKernel::kSimt, DecodeRing::kAuto},
+            std::pair{DecodeKernel::kFast, DecodeRing::kShallow}, std::pair {
+              DecodeKernel::kFast,
+              DecodeRing::kDeep
+            }}) {
         if (!resa::cuda::decode_supported(d, group, kern)) continue;
-        const char* kname = kern == DecodeKernel::kSimt     ? "simt"
+        const char* kname = kern == DecodeKernel::kSimt    ? "simt"
                             : ring == DecodeRing::kShallow ? "fast (shallow ring)"
                                                            : "fast (deep ring)";
         for (const int sp : {splits, 3, 1}) {

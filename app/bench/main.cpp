@@ -193,7 +193,8 @@ int main(int argc, char** argv) {
       rp.min_blocks = p.value("min-blocks").toInt();
       rp.rectify_every = p.value("rectify-every").toInt();
       const QString fold = p.value("fold-rectification");
-      if (fold != "0" && fold != "1") throw std::runtime_error("--fold-rectification must be 0 or 1");
+      if (fold != "0" && fold != "1")
+        throw std::runtime_error("--fold-rectification must be 0 or 1");
       rp.fold_rectification = fold == "1";
       resa::validate(rp);
       meta["block_size"] = rp.block_size;

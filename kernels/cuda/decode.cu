@@ -397,8 +397,7 @@ template <int D, int S>
 int ctas_per_sm() {
   static const int n = [] {
     int b = 0;
-    if (cudaFuncSetAttribute(decode_tc_kernel<D, S>,
-                             cudaFuncAttributePreferredSharedMemoryCarveout,
+    if (cudaFuncSetAttribute(decode_tc_kernel<D, S>, cudaFuncAttributePreferredSharedMemoryCarveout,
                              int(cudaSharedmemCarveoutMaxShared)) != cudaSuccess)
       (void)cudaGetLastError();  // a preference only
     if (cudaFuncSetAttribute(decode_tc_kernel<D, S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -470,9 +469,9 @@ cudaError_t decode_launch(const KvLayerDev& kv, const float* q, float* out, int 
     auto go = [&](auto kernel, int per_sm, size_t smem, bool half) {
       const int wave = std::max(1, per_sm * device_sm_count() / kv.kv_heads);
       const int ctas = std::min({splits, kMaxSplits, half ? std::max(1, wave / 2) : wave});
-      return launch(kernel, dim3(ctas, kv.kv_heads), dim3(kThreads), smem, s, kv, q, out,
-                    n_heads, scale_log2, st, sel ? sel->blocks : nullptr,
-                    sel ? sel->count : nullptr, part_o, part_lse, counters, min_split_keys());
+      return launch(kernel, dim3(ctas, kv.kv_heads), dim3(kThreads), smem, s, kv, q, out, n_heads,
+                    scale_log2, st, sel ? sel->blocks : nullptr, sel ? sel->count : nullptr, part_o,
+                    part_lse, counters, min_split_keys());
     };
     if (deep) {
       constexpr int S = deep_stages<D>();
