@@ -84,9 +84,10 @@ enum class DecodeKernel { kAuto, kSimt, kFast };
 //   kShallow: 3 slots of 16 keys per warp for head_dim 128, 2 CTAs per SM, a wave of CTAs per KV
 //             head (half a wave for a sparse step).
 //   kDeep:    twice the slots, 1 CTA per SM (where the device has the shared memory; else
-//             kShallow). On an H200 the dense read of 32K keys x 8 KV heads took 38.1 us against
-//             41.1 with kShallow, and 136.3 against 135.4 us at 128K; a sparse read at 256K 37.1
-//             against 35.6 (docs/benchmarks/h200-s14.json).
+//             kShallow). On an H200 the dense read of 32K keys x 8 KV heads took 38.0 us against
+//             41.1 with kShallow, and 136.3 against 135.5 us at 128K
+//             (docs/benchmarks/h200-s14.json); a sparse read at 256K 37.0 against 35.6
+//             (h200-s14-ab.json, call1).
 //   kAuto:    kShallow.
 // RESA_DECODE_RING=shallow or =deep in the environment (read once per process) overrides every
 // choice.
