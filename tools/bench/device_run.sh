@@ -31,6 +31,27 @@ step() {  # step NAME SECONDS COMMAND...
   grep -vE "^\s*$" "$out/$name.txt" | tail -24 >> "$out/summary.txt"
 }
 bench=build-gpu/app/resa-bench
+# Session 14's end-to-end steps shared by its runs s14 and s14final: llama-3.1-8b with the folded
+# rectification (the default) and the reference schedule; then the R1-1.5B shape the same way,
+# and PyTorch.
+s14_e2e_8b() {
+  step e2e_8b 150 $bench --random-weights llama-3.1-8b --device cuda \
+    --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --repeats 128 \
+    --prefill-tokens 32768 --json "$out/e2e_8b.json"
+  step e2e_8b_ref 90 $bench --random-weights llama-3.1-8b --device cuda \
+    --contexts 4096,32768,131072,262144 --modes resa --fold-rectification 0 --repeats 128 \
+    --prefill-tokens 0 --json "$out/e2e_8b_ref.json"
+}
+s14_e2e_1p5b_torch() {
+  step e2e_1p5b 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
+    --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
+    --json "$out/e2e_1p5b.json"
+  step e2e_1p5b_ref 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
+    --contexts 32768,262144 --modes resa --fold-rectification 0 --repeats 128 \
+    --prefill-tokens 0 --json "$out/e2e_1p5b_ref.json"
+  step torch_baseline 150 python3 tools/bench/torch_baseline.py --contexts 4096,32768,262144 \
+    --prefill-tokens 32768 --json "$out/torch_baseline.json"
+}
 step test_gpu_kernels 220 build-gpu/tests/test_gpu_kernels
 step test_gpu_model 100 build-gpu/tests/test_gpu_model
 # The model tests again with the fused selection at every context (the engine picks it only from
@@ -297,23 +318,11 @@ case "$run" in
     step prefill 60 $bench --op prefill --repeats 20 --json "$out/prefill.json"
     step prefill_st3 60 env RESA_PREFILL_STAGES=3 $bench --op prefill --repeats 20 \
       --json "$out/prefill_st3.json"
-    step e2e_8b 150 $bench --random-weights llama-3.1-8b --device cuda \
-      --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --repeats 128 \
-      --prefill-tokens 32768 --json "$out/e2e_8b.json"
-    step e2e_8b_ref 90 $bench --random-weights llama-3.1-8b --device cuda \
-      --contexts 4096,32768,131072,262144 --modes resa --fold-rectification 0 --repeats 128 \
-      --prefill-tokens 0 --json "$out/e2e_8b_ref.json"
+    s14_e2e_8b
     step e2e_8b_st3 90 env RESA_PREFILL_STAGES=3 $bench --random-weights llama-3.1-8b \
       --device cuda --contexts 131072,262144 --modes resa --repeats 128 --prefill-tokens 32768 \
       --json "$out/e2e_8b_st3.json"
-    step e2e_1p5b 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
-      --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
-      --json "$out/e2e_1p5b.json"
-    step e2e_1p5b_ref 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
-      --contexts 32768,262144 --modes resa --fold-rectification 0 --repeats 128 \
-      --prefill-tokens 0 --json "$out/e2e_1p5b_ref.json"
-    step torch_baseline 150 python3 tools/bench/torch_baseline.py --contexts 4096,32768,262144 \
-      --prefill-tokens 32768 --json "$out/torch_baseline.json" ;;
+    s14_e2e_1p5b_torch ;;
   s14final)  # session 14's fifth call (commit fc2a7cc): as s14, with the sparse read's block ids
     # in shared memory against reads from global memory (RESA_DECODE_ID_CACHE=0; the same
     # times, so the cache and its switch were removed after it)
@@ -324,23 +333,11 @@ case "$run" in
     step ops_noid 90 env RESA_DECODE_ID_CACHE=0 $bench --op attention --contexts 32768,262144 \
       --repeats 50 --json "$out/ops_noid.json"
     step prefill 60 $bench --op prefill --repeats 20 --json "$out/prefill.json"
-    step e2e_8b 150 $bench --random-weights llama-3.1-8b --device cuda \
-      --contexts 4096,32768,131072,262144 --modes dense,sparse,resa --repeats 128 \
-      --prefill-tokens 32768 --json "$out/e2e_8b.json"
-    step e2e_8b_ref 90 $bench --random-weights llama-3.1-8b --device cuda \
-      --contexts 4096,32768,131072,262144 --modes resa --fold-rectification 0 --repeats 128 \
-      --prefill-tokens 0 --json "$out/e2e_8b_ref.json"
+    s14_e2e_8b
     step e2e_8b_noid 90 env RESA_DECODE_ID_CACHE=0 $bench --random-weights llama-3.1-8b \
       --device cuda --contexts 131072,262144 --modes sparse,resa --repeats 128 \
       --prefill-tokens 0 --json "$out/e2e_8b_noid.json"
-    step e2e_1p5b 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
-      --contexts 32768,262144 --modes dense,sparse,resa --repeats 128 --prefill-tokens 0 \
-      --json "$out/e2e_1p5b.json"
-    step e2e_1p5b_ref 60 $bench --random-weights r1-distill-qwen-1.5b --device cuda \
-      --contexts 32768,262144 --modes resa --fold-rectification 0 --repeats 128 \
-      --prefill-tokens 0 --json "$out/e2e_1p5b_ref.json"
-    step torch_baseline 150 python3 tools/bench/torch_baseline.py --contexts 4096,32768,262144 \
-      --prefill-tokens 32768 --json "$out/torch_baseline.json" ;;
+    s14_e2e_1p5b_torch ;;
   tests) ;;  # the gpu tests above alone
   check)  # after a refactor: the gpu tests above, and a short timing to compare with s10
     step ops 60 $bench --op attention --contexts 262144 --repeats 50 --json "$out/ops.json"
