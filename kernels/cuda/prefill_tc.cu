@@ -41,24 +41,23 @@ namespace {
 
 constexpr int kKeys = kPrefillKeys;
 
-// Shared memory: [STAGES][K, V][kKeys][D + 8] bf16. The 16 bytes of padding per row make the
+// Shared memory: [2 stages][K, V][kKeys][D + 8] bf16. The 16 bytes of padding per row make the
 // 8 row addresses of every ldmatrix 8 x 8 block (rows 272 or 144 bytes apart) fall in distinct
 // 4-bank groups, and keep rows 16-byte aligned for cp.async and ldmatrix.
 template <int D>
 constexpr int smem_stride() {
   return D + 8;
 }
-template <int D, int STAGES>
+template <int D>
 constexpr size_t smem_bytes() {
-  return size_t(STAGES) * 2 * kKeys * smem_stride<D>() * sizeof(uint16_t);
+  return size_t(2) * 2 * kKeys * smem_stride<D>() * sizeof(uint16_t);
 }
 
 // kv.k, kv.v: [kv_heads][capacity][D] bf16;  q: [n][n_heads][D] f32;  st: the pass (st->pos0).
 // splits == 1 (gridDim.z): out [n][n_heads][D] f32. splits > 1: part_o [splits][n][n_heads][D]
 // (normalised over the split's keys, 0 where it saw none) and part_lse [splits][n][n_heads]
 // (log2-sum-exp of the scaled scores, -inf where it saw none).
-// STAGES K/V tiles in the cp.async pipeline: STAGES - 1 in flight while one is computed.
-template <int D, int WARPS, int STAGES>
+template <int D, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32)
     prefill_tc_kernel(KvLayerDev kv, const float* __restrict__ q, float* __restrict__ out, int n,
                       int n_heads, float scale_log2, const PassState* st,
@@ -73,7 +72,7 @@ __global__ void __launch_bounds__(WARPS * 32)
   constexpr int CH = D / 8;             // 16-byte chunks per K/V row
   static_assert(D % 16 == 0 && (kKeys * CH) % THREADS == 0, "tile shape");
 
-  extern __shared__ uint4 tc_smem[];  // [STAGES][K, V][kKeys][KS] bf16
+  extern __shared__ uint4 tc_smem[];  // [2 stages][K, V][kKeys][KS] bf16
   uint16_t* const smem = reinterpret_cast<uint16_t*>(tc_smem);
 
   const int G = n_heads / kv.kv_heads, h = blockIdx.y;
@@ -152,16 +151,13 @@ __global__ void __launch_bounds__(WARPS * 32)
   float m[2] = {-INFINITY, -INFINITY};  // running max of rows r0, r1 (log2 domain)
   float l[2] = {0.f, 0.f};              // running sum, partial over this lane's columns
 
-  for (int i = 0; i < STAGES - 1; ++i) {
-    if (t_begin + i < t_end) load_tile(t_begin + i, i);
-    cp_async_commit();
-  }
+  if (t_begin < t_end) load_tile(t_begin, 0);
+  cp_async_commit();
   for (int it = t_begin; it < t_end; ++it) {
-    const int rel = it - t_begin, stage = rel % STAGES;
-    if (it + STAGES - 1 < t_end) load_tile(it + STAGES - 1, (rel + STAGES - 1) % STAGES);
-    // One group per iteration, possibly empty, so wait<STAGES - 1> is tile `it`.
-    cp_async_commit();
-    cp_async_wait<STAGES - 1>();
+    const int stage = (it - t_begin) & 1;
+    if (it + 1 < t_end) load_tile(it + 1, stage ^ 1);
+    cp_async_commit();  // one group per iteration, possibly empty, so wait<1> is tile `it`
+    cp_async_wait<1>();
     __syncthreads();
     const int k0 = it * kKeys;
     if (warp_active && k0 <= wpos_max) {  // warp-uniform: some row of the warp sees the tile
@@ -263,30 +259,20 @@ __global__ void __launch_bounds__(WARPS * 32)
   }
 }
 
-template <int D, int WARPS, int STAGES>
+template <int D, int WARPS>
 cudaError_t set_smem_limit() {
-  return cudaFuncSetAttribute(prefill_tc_kernel<D, WARPS, STAGES>,
-                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              int(smem_bytes<D, STAGES>()));
+  return cudaFuncSetAttribute(prefill_tc_kernel<D, WARPS>,
+                              cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem_bytes<D>()));
 }
 
-// f(integral_constant<D>, integral_constant<WARPS>, integral_constant<STAGES>) for the supported
-// triples: D 64 or 128, WARPS 4 or 8, STAGES 2 or 3.
+// f(integral_constant<D>, integral_constant<WARPS>) for the supported pairs.
 template <typename F>
-cudaError_t dispatch(int d, int warps, int stages, F&& f) {
+cudaError_t dispatch(int d, int warps, F&& f) {
   using std::integral_constant;
-  auto by_stages = [&](auto dc, auto wc) {
-    if (stages == 2) return f(dc, wc, integral_constant<int, 2>{});
-    if (stages == 3) return f(dc, wc, integral_constant<int, 3>{});
-    return cudaErrorInvalidValue;
-  };
-  auto by_warps = [&](auto dc) {
-    if (warps == 4) return by_stages(dc, integral_constant<int, 4>{});
-    if (warps == 8) return by_stages(dc, integral_constant<int, 8>{});
-    return cudaErrorInvalidValue;
-  };
-  if (d == 128) return by_warps(integral_constant<int, 128>{});
-  if (d == 64) return by_warps(integral_constant<int, 64>{});
+  if (d == 128 && warps == 4) return f(integral_constant<int, 128>{}, integral_constant<int, 4>{});
+  if (d == 128 && warps == 8) return f(integral_constant<int, 128>{}, integral_constant<int, 8>{});
+  if (d == 64 && warps == 4) return f(integral_constant<int, 64>{}, integral_constant<int, 4>{});
+  if (d == 64 && warps == 8) return f(integral_constant<int, 64>{}, integral_constant<int, 8>{});
   return cudaErrorInvalidValue;
 }
 
@@ -312,21 +298,14 @@ cudaError_t prefill_shape(int head_dim, int n, int group, PrefillShape* shape) {
   sh.rows = 16 * sh.warps;
   const int qt = sh.rows / group;
   sh.qtiles = (n + qt - 1) / qt;
-  // Tiles in the copy pipeline: 2, or RESA_PREFILL_STAGES=3 in the environment (read once per
-  // process).
-  static const int stages = [] {
-    const char* e = std::getenv("RESA_PREFILL_STAGES");
-    return e && std::atoi(e) == 3 ? 3 : 2;
-  }();
-  sh.stages = stages;
   // Resident CTAs per SM, asked once per kernel (a host-side query; 1 if it fails).
-  const cudaError_t e = dispatch(head_dim, sh.warps, sh.stages, [&](auto dc, auto wc, auto sc) {
-    constexpr int D = decltype(dc)::value, W = decltype(wc)::value, ST = decltype(sc)::value;
+  const cudaError_t e = dispatch(head_dim, sh.warps, [&](auto dc, auto wc) {
+    constexpr int D = decltype(dc)::value, W = decltype(wc)::value;
     static const int per_sm = [] {
       int b = 0;
-      if (set_smem_limit<D, W, ST>() != cudaSuccess ||
-          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, prefill_tc_kernel<D, W, ST>, W * 32,
-                                                        smem_bytes<D, ST>()) != cudaSuccess) {
+      if (set_smem_limit<D, W>() != cudaSuccess ||
+          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, prefill_tc_kernel<D, W>, W * 32,
+                                                        smem_bytes<D>()) != cudaSuccess) {
         (void)cudaGetLastError();  // not the launch's error
         b = 1;
       }
@@ -347,12 +326,12 @@ cudaError_t prefill_launch(const KvLayerDev& kv, const float* q, float* out, int
   if (!prefill_supported(kv.head_dim, group) || n_heads % kv.kv_heads || splits < 1 ||
       (splits > 1 && (!part_o || !part_lse)))
     return cudaErrorInvalidValue;
-  return dispatch(kv.head_dim, shape.warps, shape.stages, [&](auto dc, auto wc, auto sc) {
-    constexpr int D = decltype(dc)::value, W = decltype(wc)::value, ST = decltype(sc)::value;
-    const cudaError_t a = set_smem_limit<D, W, ST>();
+  return dispatch(kv.head_dim, shape.warps, [&](auto dc, auto wc) {
+    constexpr int D = decltype(dc)::value, W = decltype(wc)::value;
+    const cudaError_t a = set_smem_limit<D, W>();
     if (a != cudaSuccess) return a;
-    prefill_tc_kernel<D, W, ST>
-        <<<dim3(shape.qtiles, kv.kv_heads, splits), W * 32, smem_bytes<D, ST>(), s>>>(
+    prefill_tc_kernel<D, W>
+        <<<dim3(shape.qtiles, kv.kv_heads, splits), W * 32, smem_bytes<D>(), s>>>(
             kv, q, out, n, n_heads, scale_log2, st, part_o, part_lse);
     return cudaGetLastError();
   });

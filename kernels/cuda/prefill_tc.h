@@ -19,7 +19,6 @@ struct PrefillShape {
   int rows = 64;        // rows per CTA
   int qtiles = 0;       // CTAs per KV head along the queries
   int ctas_per_sm = 1;  // resident CTAs per multiprocessor (occupancy API)
-  int stages = 2;       // K/V tiles in the copy pipeline
 };
 // The shape for n queries with GQA group `group` (prefill_supported must hold).
 cudaError_t prefill_shape(int head_dim, int n, int group, PrefillShape* shape);

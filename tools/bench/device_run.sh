@@ -309,7 +309,8 @@ case "$run" in
       --fold-rectification 1 --repeats 128 --prefill-tokens 0 --json "$out/e2e_1p5b_cluster.json" ;;
   s14)  # session 14's final figures (h200-s14.json, commit 8f1decf): the kernels on both rings,
     # the step with the folded rectification (the default) and the reference schedule, the
-    # prefill's 3-tile pipeline (RESA_PREFILL_STAGES=3) against 2, the R1-1.5B shape, PyTorch
+    # prefill's 3-tile pipeline (RESA_PREFILL_STAGES=3, a switch removed after it) against 2, the
+    # R1-1.5B shape, PyTorch
     step test_attention_stages3 120 env RESA_PREFILL_STAGES=3 build-gpu/tests/test_gpu_kernels \
       attention_matches_cpu
     step test_gpu_model_stages3 100 env RESA_PREFILL_STAGES=3 build-gpu/tests/test_gpu_model
